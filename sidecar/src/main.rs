@@ -1,0 +1,30 @@
+//! `rendition`: the sidecar service and its command-line tools.
+
+mod mask_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "rendition",
+    version,
+    about = "Self-hosted, in-path image optimizer for Envoy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show which capability mask a client's request headers give, and why.
+    Mask(mask_cmd::MaskArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Mask(args) => mask_cmd::run(&args),
+    }
+}
