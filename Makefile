@@ -46,6 +46,7 @@ test-host:
 # (--mode validate instantiates the V8 VMs, so a module that traps on start fails here).
 test-wasm: wasm
 	scripts/envoy-validate.sh dist/rendition_filter.wasm
+	tests/e2e/filter_smoke.sh
 
 lint: setup
 	$(CARGO) fmt --all -- --check

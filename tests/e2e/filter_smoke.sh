@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# End-to-end smoke test: the real Envoy 1.40 with the built filter, in front of the demo origin.
+# Replays the demo once and checks what the filter decided for each client.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+out=$(RENDITION_DEMO_ONCE=1 scripts/demo.sh 2>&1) || { printf '%s\n' "$out"; echo "filter_smoke: demo failed"; exit 1; }
+pass=0 fail=0
+expect() {
+  if grep -qF -- "$1" <<<"$out"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "filter_smoke: missing: $1"; fi
+}
+expect "desktop Chrome (AVIF)              x-rendition: miss; mask=0x0a"
+expect "Android Chrome 80 (WebP only)      x-rendition: miss; mask=0x01"
+expect "iPhone Safari, Save-Data           x-rendition: miss; mask=0x32"
+expect "curl                               x-rendition: miss; mask=0x08"
+expect "stopped origin and Envoy"
+((fail == 0)) || printf '%s\n' "$out"
+echo "$pass passed, $fail failed"
+((fail == 0))
