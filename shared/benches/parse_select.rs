@@ -41,6 +41,13 @@ fn bench(c: &mut Criterion) {
             select(record.stored, &p)
         })
     });
+    c.bench_function("parse only: chrome android", |b| {
+        b.iter(|| ClientProfile::from_headers(black_box(CHROME).iter().map(|&(n, v)| (n, v))))
+    });
+    let profile = ClientProfile::from_headers(CHROME.iter().map(|&(n, v)| (n, v)));
+    c.bench_function("select only: chrome android", |b| {
+        b.iter(|| select(black_box(record.stored), black_box(&profile)))
+    });
     c.bench_function("record decode", |b| {
         let bytes = record.encode();
         b.iter(|| IndexRecord::decode(black_box(&bytes)))

@@ -263,7 +263,7 @@ impl<'a> Seen<'a> {
         if self.accept.has(TOKEN_SVG) {
             accepts = accepts.with(ImageFormat::Svg);
         }
-        let ua = self.user_agent.unwrap_or(b"");
+        let ua = UaMarkers::scan(self.user_agent.unwrap_or(b""));
         let (viewport, viewport_reason) = self.viewport(ua);
         let (density, density_reason) = self.density(ua);
         let save_data = self
@@ -291,7 +291,7 @@ impl<'a> Seen<'a> {
         }
     }
 
-    fn viewport(&self, ua: &[u8]) -> (Viewport, ViewportReason) {
+    fn viewport(&self, ua: UaMarkers) -> (Viewport, ViewportReason) {
         let width = self
             .sec_ch_viewport_width
             .and_then(positive_number)
@@ -310,7 +310,7 @@ impl<'a> Seen<'a> {
         if ua_mobile_hint == Some(b"?1") {
             return (Viewport::Mobile, ViewportReason::MobileHint);
         }
-        match user_agent_class(ua) {
+        match ua.class() {
             Some(Viewport::Tablet) => (Viewport::Tablet, ViewportReason::UserAgentTablet),
             Some(Viewport::Mobile) if ua_mobile_hint == Some(b"?0") => {
                 (Viewport::Desktop, ViewportReason::MobileHintOverride)
@@ -320,7 +320,7 @@ impl<'a> Seen<'a> {
         }
     }
 
-    fn density(&self, ua: &[u8]) -> (Density, DensityReason) {
+    fn density(&self, ua: UaMarkers) -> (Density, DensityReason) {
         let dpr = self
             .sec_ch_dpr
             .and_then(positive_number)
@@ -333,76 +333,84 @@ impl<'a> Seen<'a> {
             };
             return (d, DensityReason::DprHint);
         }
-        if contains(ua, b"iPhone") || contains(ua, b"iPad") || contains(ua, b"iPod") {
+        if ua.is_apple_retina() {
             return (Density::X2, DensityReason::UserAgentApple);
         }
         (Density::X1, DensityReason::Default)
     }
 }
 
-/// Tablet or mobile from User-Agent markers; `None` means no marker (desktop).
-fn user_agent_class(ua: &[u8]) -> Option<Viewport> {
-    let android = contains(ua, b"Android");
-    let mobi = contains(ua, b"Mobi");
-    if contains(ua, b"iPad")
-        || contains_tablet_marker(ua)
-        || contains(ua, b"Kindle")
-        || contains(ua, b"Silk/")
-        || contains(ua, b"PlayBook")
-        || (android && !mobi && !contains(ua, b"Opera Mini"))
-    {
-        return Some(Viewport::Tablet);
-    }
-    const MOBILE: [&[u8]; 6] = [
-        b"iPhone",
-        b"iPod",
-        b"Opera Mini",
-        b"IEMobile",
-        b"Windows Phone",
-        b"BlackBerry",
-    ];
-    if mobi || MOBILE.iter().any(|m| contains(ua, m)) {
-        return Some(Viewport::Mobile);
-    }
-    None
-}
+/// User-Agent markers, found in one pass over the UA (this runs on every image request).
+#[derive(Clone, Copy, Default)]
+struct UaMarkers(u16);
 
-/// `Tablet`, except Windows' `Tablet PC` token, which touch laptops running IE/old Edge send.
-fn contains_tablet_marker(ua: &[u8]) -> bool {
-    let mut rest = ua;
-    while let Some(at) = find(rest, b"Tablet") {
-        let after = &rest[at + b"Tablet".len()..];
-        if !after.starts_with(b" PC") {
-            return true;
-        }
-        rest = after;
-    }
-    false
-}
+impl UaMarkers {
+    const IPAD: u16 = 1 << 0;
+    const IPHONE: u16 = 1 << 1;
+    const IPOD: u16 = 1 << 2;
+    /// `Tablet`, but not Windows' `Tablet PC` (sent by touch laptops running IE/old Edge).
+    const TABLET: u16 = 1 << 3;
+    const KINDLE: u16 = 1 << 4;
+    const SILK: u16 = 1 << 5;
+    const PLAYBOOK: u16 = 1 << 6;
+    const ANDROID: u16 = 1 << 7;
+    /// `Mobi`: covers "Mobile" and Opera's "Mobi".
+    const MOBI: u16 = 1 << 8;
+    const OPERA_MINI: u16 = 1 << 9;
+    /// IEMobile, Windows Phone, BlackBerry: phones that may not say "Mobi".
+    const OTHER_PHONE: u16 = 1 << 10;
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    find(hay, needle).is_some()
-}
-
-/// Position of `needle` in `hay`. UAs are ~150 bytes, so a first-byte scan beats anything
-/// that needs a table built per call.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&head, tail) = needle.split_first()?;
-    let last_start = hay.len().checked_sub(needle.len())?;
-    let mut i = 0;
-    while i <= last_start {
-        match hay[i..=last_start].iter().position(|&b| b == head) {
-            None => return None,
-            Some(off) => {
-                let at = i + off;
-                if hay[at + 1..].starts_with(tail) {
-                    return Some(at);
+    /// One pass; a `match` on the byte keeps the common case (a lower-case letter) to one
+    /// compare, and literal prefixes let the compiler inline every comparison. Matching is
+    /// case-sensitive: UAs spell these markers consistently.
+    fn scan(ua: &[u8]) -> UaMarkers {
+        let mut found = 0u16;
+        for i in 0..ua.len() {
+            let rest = &ua[i + 1..];
+            found |= match ua[i] {
+                b'i' if rest.starts_with(b"Pad") => Self::IPAD,
+                b'i' if rest.starts_with(b"Phone") => Self::IPHONE,
+                b'i' if rest.starts_with(b"Pod") => Self::IPOD,
+                b'T' if rest.starts_with(b"ablet") && !rest[5..].starts_with(b" PC") => {
+                    Self::TABLET
                 }
-                i = at + 1;
-            }
+                b'K' if rest.starts_with(b"indle") => Self::KINDLE,
+                b'S' if rest.starts_with(b"ilk/") => Self::SILK,
+                b'P' if rest.starts_with(b"layBook") => Self::PLAYBOOK,
+                b'A' if rest.starts_with(b"ndroid") => Self::ANDROID,
+                b'M' if rest.starts_with(b"obi") => Self::MOBI,
+                b'O' if rest.starts_with(b"pera Mini") => Self::OPERA_MINI,
+                b'I' if rest.starts_with(b"EMobile") => Self::OTHER_PHONE,
+                b'W' if rest.starts_with(b"indows Phone") => Self::OTHER_PHONE,
+                b'B' if rest.starts_with(b"lackBerry") => Self::OTHER_PHONE,
+                _ => 0,
+            };
         }
+        UaMarkers(found)
     }
-    None
+
+    fn has(self, bits: u16) -> bool {
+        self.0 & bits != 0
+    }
+
+    fn is_apple_retina(self) -> bool {
+        self.has(Self::IPHONE | Self::IPAD | Self::IPOD)
+    }
+
+    /// Tablet or mobile; `None` means no marker (desktop).
+    fn class(self) -> Option<Viewport> {
+        let android_tablet =
+            self.has(Self::ANDROID) && !self.has(Self::MOBI) && !self.has(Self::OPERA_MINI);
+        if self.has(Self::IPAD | Self::TABLET | Self::KINDLE | Self::SILK | Self::PLAYBOOK)
+            || android_tablet
+        {
+            return Some(Viewport::Tablet);
+        }
+        if self.has(Self::MOBI | Self::IPHONE | Self::IPOD | Self::OPERA_MINI | Self::OTHER_PHONE) {
+            return Some(Viewport::Mobile);
+        }
+        None
+    }
 }
 
 /// A finite number > 0, or `None` (garbage, NaN, inf, negative and zero are all ignored).
@@ -414,7 +422,7 @@ fn positive_number(value: &[u8]) -> Option<f32> {
 
 /// Walks a comma-separated list header, classifying each element's token with `classify`
 /// and recording whether it was accepted or refused (`q=0`).
-fn scan_list(value: &[u8], tokens: &mut ListTokens, classify: fn(&[u8]) -> u8) {
+fn scan_list(value: &[u8], tokens: &mut ListTokens, classify: impl Fn(&[u8]) -> u8) {
     for element in value.split(|&b| b == b',') {
         let mut parts = element.split(|&b| b == b';');
         let token = parts.next().unwrap_or_default().trim_ascii();
@@ -474,14 +482,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn find_handles_edges() {
-        assert_eq!(find(b"", b"a"), None);
-        assert_eq!(find(b"a", b""), None);
-        assert_eq!(find(b"abc", b"abcd"), None);
-        assert_eq!(find(b"aab", b"ab"), Some(1));
-        assert_eq!(find(b"xxTablet PC; Tablet", b"Tablet"), Some(2));
-        assert!(contains_tablet_marker(b"Tablet PC 2.0; Tablet;"));
-        assert!(!contains_tablet_marker(b"Touch; Tablet PC 2.0"));
+    fn ua_markers() {
+        let m = UaMarkers::scan(b"Mozilla/5.0 (Windows NT 6.2; Touch; Tablet PC 2.0; rv:11.0)");
+        assert_eq!(m.class(), None, "Tablet PC is a laptop");
+        let m = UaMarkers::scan(b"Tablet PC 2.0; Tablet;");
+        assert_eq!(m.class(), Some(Viewport::Tablet));
+        let m = UaMarkers::scan(b"Opera/9.80 (Android; Opera Mini/7.5.33361/31.1448; U; en)");
+        assert_eq!(m.class(), Some(Viewport::Mobile));
+        let m = UaMarkers::scan(b"(iPad; CPU OS 12_5 like Mac OS X) Mobile/15E148");
+        assert_eq!(m.class(), Some(Viewport::Tablet));
+        assert!(m.is_apple_retina());
+        assert_eq!(UaMarkers::scan(b"").class(), None);
+        assert_eq!(UaMarkers::scan(b"i").class(), None);
     }
 
     #[test]
