@@ -28,7 +28,7 @@ PACKAGES=(
   # lld-NN (the target of /usr/bin/rust-lld) is detected and appended at run time.
   wasm:rustc-web wasm:cargo-web wasm:rust-web-src wasm:rust-web-llvm wasm:rust-web-clippy wasm:wasi-libc
   # codec build deps (mozjpeg/libwebp/libavif/aom/dav1d sys crates, bindgen)
-  nasm cmake pkg-config libclang-dev libturbojpeg0-dev libwebp-dev libavif-dev libaom-dev libdav1d-dev
+  nasm cmake pkg-config libclang-dev libwebp-dev libaom-dev liblcms2-dev
   # tools (load testing, fetching/unpacking Envoy)
   wrk curl ca-certificates unzip
 )

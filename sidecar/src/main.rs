@@ -1,6 +1,7 @@
 //! `rendition`: the sidecar service and its command-line tools.
 
 mod mask_cmd;
+mod optimize_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,11 +21,14 @@ struct Cli {
 enum Command {
     /// Show which capability mask a client's request headers give, and why.
     Mask(mask_cmd::MaskArgs),
+    /// Run the variant pipeline on image files and write every variant and a JSON report.
+    Optimize(optimize_cmd::OptimizeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Mask(args) => mask_cmd::run(&args),
+        Command::Optimize(args) => optimize_cmd::run(&args),
     }
 }

@@ -1,0 +1,73 @@
+//! Encoders: one function per output codec, each taking RGBA pixels and returning bytes.
+//! The AVIF encoder sits behind [`avif::AvifEncoder`] so libaom (default) and rav1e (the
+//! `ravif` feature) can be swapped and compared.
+
+pub mod avif;
+pub mod jpeg;
+pub mod png;
+pub mod webp;
+
+use crate::pipeline::classify::ContentClass;
+use serde::Serialize;
+
+/// The codec that produced a variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    Webp,
+    Avif,
+    Jpeg,
+    Png,
+}
+
+impl Codec {
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Self::Webp => "image/webp",
+            Self::Avif => "image/avif",
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+        }
+    }
+
+    pub const fn extension(self) -> &'static str {
+        match self {
+            Self::Webp => "webp",
+            Self::Avif => "avif",
+            Self::Jpeg => "jpg",
+            Self::Png => "png",
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        self.extension()
+    }
+}
+
+/// Encoded bytes and how they were made.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    pub codec: Codec,
+    pub bytes: Vec<u8>,
+    /// Encoder quality used (0-100); 100 for lossless.
+    pub quality: u8,
+    pub lossless: bool,
+}
+
+/// What an encoder may adapt to besides the quality number.
+#[derive(Clone, Copy, Debug)]
+pub struct EncodeHints {
+    pub class: ContentClass,
+    pub grayscale: bool,
+    pub opaque: bool,
+}
+
+impl EncodeHints {
+    /// Sharp edges and flat colour: keep full chroma resolution and try lossless.
+    pub fn is_graphic(self) -> bool {
+        matches!(
+            self.class,
+            ContentClass::Screenshot | ContentClass::Illustration
+        )
+    }
+}

@@ -1,0 +1,6 @@
+//! The Rendition sidecar: fetches each original once, decodes it once, generates the variant
+//! matrix, stores it in sled and serves it. The binary (`rendition`) wraps this library.
+
+pub mod encode;
+pub mod pipeline;
+pub mod quality;

@@ -1,0 +1,265 @@
+//! `rendition optimize INPUT... --out DIR [--json FILE]`: the sidecar's pipeline on files or
+//! folders. Writes `DIR/<source stem>/<mask as 0xNN>.<ext>` for every slot stored (slots that
+//! share one encode are hard links to one file) and a JSON report of every variant, and of
+//! what was skipped or dropped and why.
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rendition_shared::{full_matrix_order, ViewportWidths};
+use rendition_sidecar::encode::avif;
+use rendition_sidecar::pipeline::{self, probe::Limits, Encoders, Outcome};
+use rendition_sidecar::quality::CodecDials;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct OptimizeArgs {
+    /// Image files or folders (searched one level deep for .jpg/.jpeg/.png/.gif/.webp).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the JSON report here (it is always printed to stdout with --json -).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Mobile target width at 1x (0: no resize).
+    #[arg(long, default_value_t = 480)]
+    mobile_width: u32,
+    /// Tablet target width at 1x (0: no resize).
+    #[arg(long, default_value_t = 768)]
+    tablet_width: u32,
+    /// Desktop target width at 1x (0: keep the original width).
+    #[arg(long, default_value_t = 0)]
+    desktop_width: u32,
+}
+
+#[derive(Serialize)]
+pub struct SourceReport {
+    pub source: String,
+    pub format: Option<&'static str>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub bytes: u64,
+    pub class: Option<&'static str>,
+    pub jpeg_quality: Option<u8>,
+    pub refused: Option<String>,
+    pub notes: Vec<String>,
+    pub variants: Vec<VariantReport>,
+    pub skipped: Vec<SkipReport>,
+}
+
+#[derive(Serialize)]
+pub struct VariantReport {
+    pub mask: String,
+    pub primary: String,
+    pub format: &'static str,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: usize,
+    pub quality: u8,
+    pub lossless: bool,
+    /// SSIMULACRA2 score, when measured (the perceptual-quality step measures it).
+    pub score: Option<f32>,
+    pub attempts: u32,
+    pub class: &'static str,
+    pub file: String,
+    pub encode_ms: u128,
+}
+
+#[derive(Serialize)]
+pub struct SkipReport {
+    pub masks: Vec<String>,
+    /// `dropped` (not worth storing, remembered) or `failed` (encoder error, retryable).
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+pub fn run(args: &OptimizeArgs) -> ExitCode {
+    let files = match collect(&args.inputs) {
+        Ok(f) if !f.is_empty() => f,
+        Ok(_) => {
+            eprintln!("rendition optimize: no images found in the inputs");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("rendition optimize: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let widths = ViewportWidths {
+        mobile: args.mobile_width,
+        tablet: args.tablet_width,
+        desktop: args.desktop_width,
+    };
+    let dials = CodecDials::default();
+    let avif = avif::default_encoder();
+    let encoders = Encoders {
+        widths,
+        quality: &dials,
+        avif: avif.as_ref(),
+    };
+    let bar = ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut reports = Vec::new();
+    for file in &files {
+        bar.set_message(file.display().to_string());
+        reports.push(optimize_file(file, &args.out, &encoders));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let json = match serde_json::to_string_pretty(&reports) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("rendition optimize: report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = &args.json {
+        if path.as_os_str() == "-" {
+            println!("{json}");
+        } else if let Err(e) = std::fs::write(path, &json) {
+            eprintln!("rendition optimize: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    for r in &reports {
+        let best = r.variants.iter().map(|v| v.bytes).min().unwrap_or(0);
+        match &r.refused {
+            Some(why) => eprintln!("{}: refused: {why}", r.source),
+            None => eprintln!(
+                "{}: {} {}x{} {} bytes, {} variants stored, {} slots skipped, smallest {} bytes",
+                r.source,
+                r.class.unwrap_or("-"),
+                r.width.unwrap_or(0),
+                r.height.unwrap_or(0),
+                r.bytes,
+                r.variants.len(),
+                r.skipped.iter().map(|s| s.masks.len()).sum::<usize>(),
+                best
+            ),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn collect(inputs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(input)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        matches!(
+                            e.to_ascii_lowercase().as_str(),
+                            "jpg" | "jpeg" | "png" | "gif" | "webp"
+                        )
+                    })
+                })
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(input.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Runs the whole matrix for one file and writes its variants.
+pub fn optimize_file(file: &Path, out: &Path, encoders: &Encoders<'_>) -> SourceReport {
+    let mut report = SourceReport {
+        source: file.display().to_string(),
+        format: None,
+        width: None,
+        height: None,
+        bytes: 0,
+        class: None,
+        jpeg_quality: None,
+        refused: None,
+        notes: Vec::new(),
+        variants: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            report.refused = Some(format!("read: {e}"));
+            return report;
+        }
+    };
+    report.bytes = bytes.len() as u64;
+    let prepared = match pipeline::prepare(&bytes, &Limits::default()) {
+        Ok(p) => p,
+        Err(e) => {
+            report.refused = Some(e.to_string());
+            return report;
+        }
+    };
+    report.format = Some(prepared.format.name());
+    report.width = Some(prepared.image.width);
+    report.height = Some(prepared.image.height);
+    report.class = Some(prepared.class.name());
+    report.jpeg_quality = prepared.jpeg_quality;
+    report.notes = prepared.notes.clone();
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+    let dir = out.join(stem);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        report.refused = Some(format!("{}: {e}", dir.display()));
+        return report;
+    }
+    for outcome in pipeline::generate(&prepared, &full_matrix_order(), encoders) {
+        match outcome {
+            Outcome::Stored(v) => {
+                let ext = v.encoded.codec.extension();
+                let primary_file = dir.join(format!("{:x}.{ext}", v.primary));
+                if let Err(e) = std::fs::write(&primary_file, &v.encoded.bytes) {
+                    report
+                        .notes
+                        .push(format!("{}: {e}", primary_file.display()));
+                    continue;
+                }
+                for slot in v.slots.iter() {
+                    let path = dir.join(format!("{slot:x}.{ext}"));
+                    if slot != v.primary {
+                        let _ = std::fs::remove_file(&path);
+                        if std::fs::hard_link(&primary_file, &path).is_err() {
+                            let _ = std::fs::write(&path, &v.encoded.bytes);
+                        }
+                    }
+                    report.variants.push(VariantReport {
+                        mask: format!("{slot:x}"),
+                        primary: format!("{:x}", v.primary),
+                        format: v.encoded.codec.name(),
+                        width: v.width,
+                        height: v.height,
+                        bytes: v.encoded.bytes.len(),
+                        quality: v.encoded.quality,
+                        lossless: v.encoded.lossless,
+                        score: None,
+                        attempts: 1,
+                        class: prepared.class.name(),
+                        file: path.display().to_string(),
+                        encode_ms: v.encode_time.as_millis(),
+                    });
+                }
+            }
+            Outcome::Lost { slots, reason } => report.skipped.push(SkipReport {
+                masks: slots.iter().map(|s| format!("{s:x}")).collect(),
+                kind: "dropped",
+                reason,
+            }),
+            Outcome::Failed { slots, error } => report.skipped.push(SkipReport {
+                masks: slots.iter().map(|s| format!("{s:x}")).collect(),
+                kind: "failed",
+                reason: error,
+            }),
+        }
+    }
+    report
+}

@@ -1,0 +1,87 @@
+//! Step 5b, colour: convert embedded ICC profiles (Display P3, Adobe RGB, CMYK print profiles)
+//! to sRGB with Little CMS, because variants carry no profile and browsers read untagged
+//! images as sRGB. Without this, a P3 photo would come out dull and a CMYK one garish.
+//! Metadata is dropped here too: nothing after this step carries EXIF, XMP or ICC.
+
+use super::decode::Decoded;
+use super::Rgba;
+use lcms2::{Intent, PixelFormat, Profile, Transform};
+
+/// Returns sRGB pixels. Profiles that fail to parse are ignored (the pixels are taken as
+/// sRGB, which is what a browser does with a broken profile), and the reason is returned.
+pub fn to_srgb(decoded: Decoded) -> (Rgba, Option<String>) {
+    let Decoded {
+        image, icc, cmyk, ..
+    } = decoded;
+    let Some(icc) = icc else {
+        return (image, None);
+    };
+    let profile = match Profile::new_icc(&icc) {
+        Ok(p) => p,
+        Err(e) => return (image, Some(format!("ICC profile ignored: {e}"))),
+    };
+    let srgb = Profile::new_srgb();
+    if let Some(cmyk) = cmyk {
+        // Photoshop-style (Adobe) CMYK JPEGs store inverted samples: lcms's *_REV format.
+        let format = if cmyk.inverted {
+            PixelFormat::CMYK_8_REV
+        } else {
+            PixelFormat::CMYK_8
+        };
+        return match Transform::<[u8; 4], [u8; 4]>::new(
+            &profile,
+            format,
+            &srgb,
+            PixelFormat::RGBA_8,
+            Intent::Perceptual,
+        ) {
+            Ok(t) => {
+                let src: Vec<[u8; 4]> = cmyk
+                    .samples
+                    .chunks_exact(4)
+                    .map(|c| [c[0], c[1], c[2], c[3]])
+                    .collect();
+                let mut out = vec![[0u8, 0, 0, 255]; src.len()];
+                t.transform_pixels(&src, &mut out);
+                let data = out
+                    .into_iter()
+                    .flat_map(|p| [p[0], p[1], p[2], 255])
+                    .collect();
+                (Rgba { data, ..image }, None)
+            }
+            Err(e) => (image, Some(format!("CMYK profile ignored: {e}"))),
+        };
+    }
+    if is_srgb(&profile) {
+        return (image, None);
+    }
+    match Transform::<[u8; 4], [u8; 4]>::new(
+        &profile,
+        PixelFormat::RGBA_8,
+        &srgb,
+        PixelFormat::RGBA_8,
+        Intent::Perceptual,
+    ) {
+        Ok(t) => {
+            let mut image = image;
+            let pixels: &mut [[u8; 4]] = bytemuck_rgba(&mut image.data);
+            t.transform_in_place(pixels);
+            (image, None)
+        }
+        // A grey or otherwise non-RGB profile on RGB pixels: keep the pixels as they are.
+        Err(e) => (image, Some(format!("ICC profile ignored: {e}"))),
+    }
+}
+
+/// sRGB-tagged images need no work: compare the profile's description.
+fn is_srgb(profile: &Profile) -> bool {
+    profile
+        .info(lcms2::InfoType::Description, lcms2::Locale::none())
+        .is_some_and(|d| d.contains("sRGB"))
+}
+
+fn bytemuck_rgba(data: &mut [u8]) -> &mut [[u8; 4]] {
+    let (pixels, rest) = data.as_chunks_mut::<4>();
+    debug_assert!(rest.is_empty());
+    pixels
+}

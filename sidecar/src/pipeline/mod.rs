@@ -1,0 +1,278 @@
+//! The pipeline, as named, ordered steps (each a module, each testable alone):
+//!
+//! 1. fetch (the service's job: `crate::origin`)
+//! 2. [`sniff`]: format from magic bytes
+//! 3. [`probe`]: limits from headers, before decoding
+//! 4. [`decode`]: once, to RGBA
+//! 5. [`orient`] + [`color`]: EXIF orientation, ICC to sRGB, metadata dropped
+//! 6. [`classify`]: photo / screenshot / illustration / noisy
+//! 7. [`denoise`]: noisy sources only
+//! 8. per output size: [`resize`] once
+//! 9. per missing format at that size: encode (`crate::encode`), with a quality policy
+//! 10. size gate: a variant not smaller than the source is dropped, and that is remembered
+//! 11. store (the service's job: `crate::store`)
+//!
+//! [`prepare`] runs steps 2-7 once per source; [`generate`] runs 8-10 for the wanted slots.
+
+pub mod classify;
+pub mod color;
+pub mod decode;
+pub mod denoise;
+pub mod orient;
+pub mod probe;
+pub mod resize;
+pub mod sniff;
+
+use crate::encode::{self, avif::AvifEncoder, Codec, EncodeHints, Encoded};
+use crate::quality::QualityPolicy;
+use classify::{ContentClass, ImageStats};
+use decode::Frame;
+use probe::Limits;
+use rendition_shared::{plan_encodes, CapabilityMask, ImageFormat, SlotSet, ViewportWidths};
+use sniff::SourceFormat;
+use std::time::{Duration, Instant};
+
+/// 8-bit RGBA pixels, row-major, no padding.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rgba {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+impl Rgba {
+    pub fn is_opaque(&self) -> bool {
+        self.data.chunks_exact(4).all(|p| p[3] == 255)
+    }
+}
+
+impl std::fmt::Debug for Rgba {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Rgba({}x{})", self.width, self.height)
+    }
+}
+
+/// Why a source is not optimized. The message is safe to log and to show an operator.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("not an image: {0}")]
+    NotAnImage(&'static str),
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
+    #[error("source is {bytes} bytes, over the {limit}-byte limit")]
+    TooManyBytes { bytes: u64, limit: u64 },
+    #[error("{width}x{height} is over the {limit}-pixel limit")]
+    TooManyPixels { width: u32, height: u32, limit: u64 },
+    #[error("{frames} frames, over the {limit}-frame limit")]
+    TooManyFrames { frames: u32, limit: u32 },
+    #[error("zero width or height")]
+    ZeroSize,
+    #[error("malformed: {0}")]
+    Malformed(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// A source after steps 2-7, ready to be resized and encoded any number of times.
+#[derive(Debug)]
+pub struct Prepared {
+    pub format: SourceFormat,
+    pub source_bytes: u64,
+    /// Oriented, sRGB, denoised when noisy.
+    pub image: Rgba,
+    /// Every frame, for animations.
+    pub frames: Option<Vec<Frame>>,
+    pub class: ContentClass,
+    pub stats: ImageStats,
+    pub jpeg_quality: Option<u8>,
+    /// Things worth logging that did not stop the pipeline (an ignored ICC profile, say).
+    pub notes: Vec<String>,
+    pub decode_time: Duration,
+}
+
+/// Steps 2-7.
+pub fn prepare(bytes: &[u8], limits: &Limits) -> Result<Prepared, Refusal> {
+    let started = Instant::now();
+    let format = sniff::sniff(bytes)?;
+    probe::check(bytes, format, limits)?;
+    let decoded = decode::decode(bytes, format)?;
+    let orientation = decoded.orientation;
+    let frames = decoded.frames.clone();
+    let jpeg_quality = decoded.jpeg_quality;
+    let (image, note) = color::to_srgb(decoded);
+    let image = orient::apply(image, orientation);
+    let stats = classify::stats(&image);
+    let class = classify::classify(&stats);
+    let image = if class == ContentClass::Noisy {
+        denoise::sigma_filter(&image)
+    } else {
+        image
+    };
+    Ok(Prepared {
+        format,
+        source_bytes: bytes.len() as u64,
+        image,
+        frames,
+        class,
+        stats,
+        jpeg_quality,
+        notes: note.into_iter().collect(),
+        decode_time: started.elapsed(),
+    })
+}
+
+/// One stored variant: the encode, and every slot it answers for.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    pub primary: CapabilityMask,
+    pub slots: SlotSet,
+    pub width: u32,
+    pub height: u32,
+    pub encoded: Encoded,
+    pub encode_time: Duration,
+}
+
+/// The result for one encode job.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Stored(Variant),
+    /// Not stored, with the reason; the slots are remembered as lost (never retried).
+    Lost {
+        slots: SlotSet,
+        reason: String,
+    },
+    /// The encoder failed: not remembered, a later notify may retry.
+    Failed {
+        slots: SlotSet,
+        error: String,
+    },
+}
+
+/// The codec for a matrix format, given the source; `Err` says why there is none.
+pub fn codec_for(
+    format: ImageFormat,
+    source: SourceFormat,
+    animated: bool,
+) -> Result<Codec, &'static str> {
+    match (format, source) {
+        (ImageFormat::Webp, _) => Ok(Codec::Webp),
+        (ImageFormat::Avif, _) if animated => Err("animated source: no animated AVIF is made"),
+        (ImageFormat::Avif, _) => Ok(Codec::Avif),
+        (ImageFormat::Original, SourceFormat::Jpeg) => Ok(Codec::Jpeg),
+        (ImageFormat::Original, SourceFormat::Png) => Ok(Codec::Png),
+        (ImageFormat::Original, SourceFormat::Gif) => {
+            Err("GIF source: no GIF re-encoder; WebP serves it")
+        }
+        (ImageFormat::Original, SourceFormat::Webp) => Err("WebP source: the WebP slots serve it"),
+        (ImageFormat::Svg, _) => Err("SVG is decided by the vectorizer, not the matrix"),
+    }
+}
+
+/// What `generate` needs besides the source.
+pub struct Encoders<'a> {
+    pub widths: ViewportWidths,
+    pub quality: &'a dyn QualityPolicy,
+    pub avif: &'a dyn AvifEncoder,
+}
+
+/// Steps 8-10 for `wanted` slots (in priority order). Sizes are computed by `shared`; each
+/// distinct size is resized once; identical encodes (same codec, quality and size, e.g. a
+/// lossless PNG with and without Save-Data) are made once and stored once.
+pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -> Vec<Outcome> {
+    let animated = src.frames.is_some();
+    // Seed 004: GIF bypasses resizing (every frame would need it); all slots get full size.
+    let widths = if animated {
+        ViewportWidths {
+            mobile: 0,
+            tablet: 0,
+            desktop: 0,
+        }
+    } else {
+        enc.widths
+    };
+    let jobs = plan_encodes(wanted, src.image.width, src.image.height, widths);
+    let hints = EncodeHints {
+        class: src.class,
+        grayscale: src.stats.grayscale,
+        opaque: !src.stats.has_alpha,
+    };
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(jobs.len());
+    let mut sizes: Vec<(u32, u32)> = Vec::new();
+    for job in &jobs {
+        if !sizes.contains(&(job.width, job.height)) {
+            sizes.push((job.width, job.height));
+        }
+    }
+    for (w, h) in sizes {
+        let resized = match resize::resize(&src.image, w, h) {
+            Ok(r) => r,
+            Err(e) => {
+                for job in jobs.iter().filter(|j| (j.width, j.height) == (w, h)) {
+                    outcomes.push(Outcome::Failed {
+                        slots: job.slots,
+                        error: e.to_string(),
+                    });
+                }
+                continue;
+            }
+        };
+        let pixels = resized.as_ref().unwrap_or(&src.image);
+        for job in jobs.iter().filter(|j| (j.width, j.height) == (w, h)) {
+            let codec = match codec_for(job.format, src.format, animated) {
+                Ok(c) => c,
+                Err(reason) => {
+                    outcomes.push(Outcome::Lost {
+                        slots: job.slots,
+                        reason: reason.to_owned(),
+                    });
+                    continue;
+                }
+            };
+            let quality = enc.quality.quality(codec, job.save_data);
+            // Same codec, quality and size as an earlier job: same bytes, store once.
+            if let Some(Outcome::Stored(v)) = outcomes.iter_mut().find(|o| matches!(o, Outcome::Stored(v)
+                if v.encoded.codec == codec && v.encoded.quality == quality && (v.width, v.height) == (w, h)))
+            {
+                v.slots = v.slots.union(job.slots);
+                continue;
+            }
+            let started = Instant::now();
+            let result = match (codec, &src.frames) {
+                (Codec::Webp, Some(frames)) => {
+                    encode::webp::encode_animation(frames, quality, hints)
+                }
+                (Codec::Webp, None) => encode::webp::encode(pixels, quality, hints),
+                (Codec::Avif, _) => enc.avif.encode(pixels, quality, hints),
+                (Codec::Jpeg, _) => encode::jpeg::encode(pixels, quality, hints),
+                (Codec::Png, _) => encode::png::encode(pixels),
+            };
+            let encode_time = started.elapsed();
+            outcomes.push(match result {
+                Ok(encoded) if encoded.bytes.len() as u64 >= src.source_bytes => Outcome::Lost {
+                    slots: job.slots,
+                    reason: format!(
+                        "{} {}x{} is {} bytes, not smaller than the {}-byte source",
+                        codec.name(),
+                        w,
+                        h,
+                        encoded.bytes.len(),
+                        src.source_bytes
+                    ),
+                },
+                Ok(encoded) => Outcome::Stored(Variant {
+                    primary: job.primary,
+                    slots: job.slots,
+                    width: w,
+                    height: h,
+                    encoded,
+                    encode_time,
+                }),
+                Err(error) => Outcome::Failed {
+                    slots: job.slots,
+                    error,
+                },
+            });
+        }
+    }
+    outcomes
+}

@@ -1,0 +1,265 @@
+//! Step 3, limits: dimensions and frame count read from the headers alone, checked against
+//! the configured limits *before* anything is decoded. A 100000x100000 PNG is a few hundred
+//! bytes; decoding it would ask for 40 GB.
+
+use super::sniff::SourceFormat;
+use super::Refusal;
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+
+/// What the headers say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub width: u32,
+    pub height: u32,
+    /// 1 for still images.
+    pub frames: u32,
+}
+
+/// Pipeline limits (`[limits]` in the config file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest source accepted, in bytes.
+    pub max_source_bytes: u64,
+    /// Largest decoded frame, in pixels (seed 004: 50 MP).
+    pub max_pixels: u64,
+    /// Most frames in an animation.
+    pub max_frames: u32,
+    /// Most pixels over all frames of an animation.
+    pub max_animation_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_source_bytes: 10 * 1024 * 1024,
+            max_pixels: 50_000_000,
+            max_frames: 1000,
+            max_animation_pixels: 200_000_000,
+        }
+    }
+}
+
+/// Reads the headers and applies `limits`.
+pub fn check(bytes: &[u8], format: SourceFormat, limits: &Limits) -> Result<Probe, Refusal> {
+    if bytes.len() as u64 > limits.max_source_bytes {
+        return Err(Refusal::TooManyBytes {
+            bytes: bytes.len() as u64,
+            limit: limits.max_source_bytes,
+        });
+    }
+    let probe = match format {
+        SourceFormat::Jpeg => {
+            let probe = jpeg_size(bytes)?;
+            if !jpeg_is_complete(bytes) {
+                return Err(Refusal::Malformed(
+                    "jpeg: no end-of-image after the scan data (truncated)".into(),
+                ));
+            }
+            probe
+        }
+        SourceFormat::Gif => gif_probe(bytes, limits.max_frames)?,
+        SourceFormat::Png | SourceFormat::Webp => {
+            let f = if format == SourceFormat::Png {
+                image::ImageFormat::Png
+            } else {
+                image::ImageFormat::WebP
+            };
+            let (width, height) = image::ImageReader::with_format(Cursor::new(bytes), f)
+                .into_dimensions()
+                .map_err(|e| Refusal::Malformed(format!("{} header: {e}", format.name())))?;
+            Probe {
+                width,
+                height,
+                frames: 1,
+            }
+        }
+    };
+    if probe.width == 0 || probe.height == 0 {
+        return Err(Refusal::ZeroSize);
+    }
+    let pixels = u64::from(probe.width) * u64::from(probe.height);
+    if pixels > limits.max_pixels {
+        return Err(Refusal::TooManyPixels {
+            width: probe.width,
+            height: probe.height,
+            limit: limits.max_pixels,
+        });
+    }
+    if probe.frames > limits.max_frames {
+        return Err(Refusal::TooManyFrames {
+            frames: probe.frames,
+            limit: limits.max_frames,
+        });
+    }
+    if pixels * u64::from(probe.frames) > limits.max_animation_pixels {
+        return Err(Refusal::TooManyPixels {
+            width: probe.width,
+            height: probe.height.saturating_mul(probe.frames),
+            limit: limits.max_animation_pixels,
+        });
+    }
+    Ok(probe)
+}
+
+/// Walks JPEG markers to the first start-of-frame (SOF0-SOF15 except DHT/JPG/DAC).
+fn jpeg_size(b: &[u8]) -> Result<Probe, Refusal> {
+    let mut i = 2;
+    while i + 4 <= b.len() {
+        if b[i] != 0xFF {
+            return Err(Refusal::Malformed("jpeg: marker expected".into()));
+        }
+        let marker = b[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if (0xD0..=0xD9).contains(&marker) || marker == 0x01 {
+            i += 2;
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
+        if len < 2 {
+            return Err(Refusal::Malformed("jpeg: segment length < 2".into()));
+        }
+        let is_sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if is_sof {
+            let seg = b
+                .get(i + 4..i + 4 + 5)
+                .ok_or_else(|| Refusal::Malformed("jpeg: truncated SOF".into()))?;
+            let height = u32::from(u16::from_be_bytes([seg[1], seg[2]]));
+            let width = u32::from(u16::from_be_bytes([seg[3], seg[4]]));
+            return Ok(Probe {
+                width,
+                height,
+                frames: 1,
+            });
+        }
+        i += 2 + len;
+    }
+    Err(Refusal::Malformed(
+        "jpeg: no frame header (truncated?)".into(),
+    ))
+}
+
+/// Whether an end-of-image marker follows the first start-of-scan. Entropy-coded data cannot
+/// contain `FF D9` (a data `FF` is stuffed as `FF 00`), and an embedded EXIF thumbnail's EOI
+/// sits in APP1, before the scan. libjpeg only *warns* on a truncated file and fills the rest
+/// with grey, so without this check we would optimize a broken image.
+fn jpeg_is_complete(b: &[u8]) -> bool {
+    let mut i = 2;
+    while i + 4 <= b.len() {
+        if b[i] != 0xFF {
+            return false;
+        }
+        match b[i + 1] {
+            0xFF => i += 1,
+            0xD0..=0xD9 | 0x01 => i += 2,
+            0xDA => return b[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
+            _ => i += 2 + usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]])),
+        }
+    }
+    false
+}
+
+/// Logical screen size and the number of image descriptors, by walking GIF blocks without
+/// decompressing anything. Stops counting past `max_frames` (the caller refuses then).
+fn gif_probe(b: &[u8], max_frames: u32) -> Result<Probe, Refusal> {
+    let bad = |what: &str| Refusal::Malformed(format!("gif: {what}"));
+    if b.len() < 13 {
+        return Err(bad("truncated header"));
+    }
+    let width = u32::from(u16::from_le_bytes([b[6], b[7]]));
+    let height = u32::from(u16::from_le_bytes([b[8], b[9]]));
+    let mut i = 13;
+    if b[10] & 0x80 != 0 {
+        i += 3 * (1 << ((b[10] & 0x07) + 1));
+    }
+    let skip_sub_blocks = |mut i: usize| -> Result<usize, Refusal> {
+        loop {
+            let n = usize::from(*b.get(i).ok_or_else(|| bad("truncated data"))?);
+            i += 1 + n;
+            if n == 0 {
+                return Ok(i);
+            }
+        }
+    };
+    let mut frames = 0u32;
+    loop {
+        match b.get(i) {
+            Some(0x3B) | None => break, // trailer, or a truncated file: count what we saw
+            Some(0x21) => i = skip_sub_blocks(i + 2)?,
+            Some(0x2C) => {
+                let flags = *b
+                    .get(i + 9)
+                    .ok_or_else(|| bad("truncated image descriptor"))?;
+                i += 10;
+                if flags & 0x80 != 0 {
+                    i += 3 * (1 << ((flags & 0x07) + 1));
+                }
+                i = skip_sub_blocks(i + 1)?; // LZW minimum code size, then data
+                frames += 1;
+                if frames > max_frames {
+                    break;
+                }
+            }
+            Some(_) => return Err(bad("unknown block")),
+        }
+    }
+    if frames == 0 {
+        return Err(bad("no image"));
+    }
+    Ok(Probe {
+        width,
+        height,
+        frames,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_bomb_header_is_refused_before_decoding() {
+        // A valid PNG signature + IHDR claiming 100000 x 100000: refused from 33 bytes.
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&[8, 6, 0, 0, 0]);
+        let crc = crc32fast::hash(&png[12..29]);
+        png.extend_from_slice(&crc.to_be_bytes());
+        let r = check(&png, SourceFormat::Png, &Limits::default());
+        assert!(
+            matches!(r, Err(Refusal::TooManyPixels { width: 100_000, .. })),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn jpeg_sof_is_found_and_zero_size_refused() {
+        // SOI, APP0 (len 4), SOF0 with height 0, width 10
+        let jpeg = [
+            0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 0, 0, 0xFF, 0xC0, 0, 11, 8, 0, 0, 0, 10, 3, 0, 0, 0,
+        ];
+        assert_eq!(jpeg_size(&jpeg).map(|p| (p.width, p.height)), Ok((10, 0)));
+        assert_eq!(
+            check(&jpeg, SourceFormat::Jpeg, &Limits::default()),
+            Err(Refusal::ZeroSize)
+        );
+        assert!(matches!(jpeg_size(&jpeg[..9]), Err(Refusal::Malformed(_))));
+    }
+
+    #[test]
+    fn too_many_bytes() {
+        let limits = Limits {
+            max_source_bytes: 4,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            check(b"\xFF\xD8\xFF\xE0\0", SourceFormat::Jpeg, &limits),
+            Err(Refusal::TooManyBytes { .. })
+        ));
+    }
+}

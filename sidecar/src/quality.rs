@@ -1,0 +1,75 @@
+//! Quality policy: which encoder quality each variant gets. The default here is seed 004's
+//! codec dials; the perceptual-quality work replaces it with prediction plus verification
+//! behind the same trait.
+
+use crate::encode::Codec;
+
+/// Chooses the encoder quality (0-100) for a variant.
+pub trait QualityPolicy: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn quality(&self, codec: Codec, save_data: bool) -> u8;
+}
+
+/// Seed 004's fixed dials: WebP 75 (50 with Save-Data), AVIF libaom quantizer 25 (35 with
+/// Save-Data) = libavif quality 60 (44), JPEG 85. The seed gives no Save-Data JPEG dial; we
+/// use 50, mod_pagespeed's default `JpegQualityForSaveData`.
+#[derive(Clone, Copy, Debug)]
+pub struct CodecDials {
+    pub webp: u8,
+    pub webp_save_data: u8,
+    pub avif: u8,
+    pub avif_save_data: u8,
+    pub jpeg: u8,
+    pub jpeg_save_data: u8,
+}
+
+impl Default for CodecDials {
+    fn default() -> Self {
+        CodecDials {
+            webp: 75,
+            webp_save_data: 50,
+            avif: 60,
+            avif_save_data: 44,
+            jpeg: 85,
+            jpeg_save_data: 50,
+        }
+    }
+}
+
+impl QualityPolicy for CodecDials {
+    fn name(&self) -> &'static str {
+        "codec-dials"
+    }
+
+    fn quality(&self, codec: Codec, save_data: bool) -> u8 {
+        match (codec, save_data) {
+            (Codec::Webp, false) => self.webp,
+            (Codec::Webp, true) => self.webp_save_data,
+            (Codec::Avif, false) => self.avif,
+            (Codec::Avif, true) => self.avif_save_data,
+            (Codec::Jpeg, false) => self.jpeg,
+            (Codec::Jpeg, true) => self.jpeg_save_data,
+            (Codec::Png, _) => 100,
+        }
+    }
+}
+
+/// libavif quality for a libaom quantizer (0-63, lower is better), libavif's own mapping.
+pub const fn avif_quality_for_quantizer(q: u8) -> u8 {
+    let q = if q > 63 { 63 } else { q } as u32;
+    ((63 - q) * 100 / 63) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_quantizers_map_to_libavif_quality() {
+        // libavif: quantizer = ((100 - quality) * 63 + 50) / 100
+        let back = |q: u32| ((100 - q) * 63 + 50) / 100;
+        assert_eq!(back(u32::from(CodecDials::default().avif)), 25);
+        assert_eq!(back(u32::from(CodecDials::default().avif_save_data)), 35);
+        assert_eq!(avif_quality_for_quantizer(25), 60);
+    }
+}

@@ -1,0 +1,186 @@
+//! Test fixtures: real demo photos, and images generated from them for the cases the pipeline
+//! must handle (EXIF rotation, CMYK, 16-bit, grayscale, real alpha, animation).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use image::{ImageEncoder, RgbaImage};
+use std::path::PathBuf;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn demo(name: &str) -> Vec<u8> {
+    std::fs::read(repo().join("examples/site/img").join(name)).unwrap()
+}
+
+/// The demo JPEG photo decoded, as RGBA.
+pub fn rocket_rgba() -> RgbaImage {
+    let p = rendition_sidecar::pipeline::prepare(&demo("rocket.jpg"), &Default::default()).unwrap();
+    RgbaImage::from_raw(p.image.width, p.image.height, p.image.data).unwrap()
+}
+
+pub fn png(img: &RgbaImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgba8,
+        )
+        .unwrap();
+    out
+}
+
+/// The logo with its white background made transparent: a PNG with real alpha.
+pub fn alpha_png() -> Vec<u8> {
+    let logo = image::load_from_memory(&demo("logo.png"))
+        .unwrap()
+        .into_rgba8();
+    let mut img = logo;
+    for p in img.pixels_mut() {
+        if p[0] > 240 && p[1] > 240 && p[2] > 240 {
+            p[3] = 0;
+        }
+    }
+    png(&img)
+}
+
+/// A 16-bit RGB PNG of the rocket photo.
+pub fn png16() -> Vec<u8> {
+    let rgba = rocket_rgba();
+    let data: Vec<u16> = rgba
+        .pixels()
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .map(|v| u16::from(v) * 257)
+        .collect();
+    let mut out = Vec::new();
+    // PngEncoder takes native-endian u16 samples as bytes
+    let native: Vec<u8> = data.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(
+            &native,
+            rgba.width(),
+            rgba.height(),
+            image::ExtendedColorType::Rgb16,
+        )
+        .unwrap();
+    out
+}
+
+/// An 8-bit grayscale PNG.
+pub fn gray_png() -> Vec<u8> {
+    let rgba = rocket_rgba();
+    let gray: Vec<u8> = rgba
+        .pixels()
+        .map(|p| ((u32::from(p[0]) * 3 + u32::from(p[1]) * 6 + u32::from(p[2])) / 10) as u8)
+        .collect();
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(
+            &gray,
+            rgba.width(),
+            rgba.height(),
+            image::ExtendedColorType::L8,
+        )
+        .unwrap();
+    out
+}
+
+fn jpeg_with(
+    img: &RgbaImage,
+    space: mozjpeg::ColorSpace,
+    pixels: &[u8],
+    app1: Option<&[u8]>,
+) -> Vec<u8> {
+    std::panic::catch_unwind(|| {
+        let mut c = mozjpeg::Compress::new(space);
+        c.set_size(img.width() as usize, img.height() as usize);
+        c.set_quality(90.0);
+        let mut s = c.start_compress(Vec::new()).unwrap();
+        if let Some(exif) = app1 {
+            s.write_marker(mozjpeg::Marker::APP(1), exif);
+        }
+        s.write_scanlines(pixels).unwrap();
+        s.finish().unwrap()
+    })
+    .unwrap()
+}
+
+/// Minimal big-endian EXIF (TIFF) with one Orientation tag.
+pub fn exif_orientation(o: u16) -> Vec<u8> {
+    let mut e = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+    e.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
+    e.extend_from_slice(&o.to_be_bytes());
+    e.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    e
+}
+
+/// The rocket photo re-encoded with EXIF orientation `o`.
+pub fn exif_jpeg(o: u16) -> Vec<u8> {
+    let img = rocket_rgba();
+    jpeg_with(
+        &img,
+        mozjpeg::ColorSpace::JCS_EXT_RGBA,
+        img.as_raw(),
+        Some(&exif_orientation(o)),
+    )
+}
+
+/// The rocket photo as an Adobe-style CMYK JPEG (inverted samples, APP14 marker).
+pub fn cmyk_jpeg() -> Vec<u8> {
+    let img = rocket_rgba();
+    let cmyk: Vec<u8> = img
+        .pixels()
+        .flat_map(|p| {
+            let k = 255 - p[0].max(p[1]).max(p[2]);
+            let ink = |v: u8| {
+                if k == 255 {
+                    0
+                } else {
+                    ((255 - v - k) as u32 * 255 / (255 - k as u32)) as u8
+                }
+            };
+            // Adobe CMYK is stored inverted
+            [255 - ink(p[0]), 255 - ink(p[1]), 255 - ink(p[2]), 255 - k]
+        })
+        .collect();
+    jpeg_with(&img, mozjpeg::ColorSpace::JCS_CMYK, &cmyk, None)
+}
+
+/// A 3-frame animated GIF (64x48), one solid colour per frame.
+pub fn animated_gif() -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = image::codecs::gif::GifEncoder::new(&mut out);
+        enc.set_repeat(image::codecs::gif::Repeat::Infinite)
+            .unwrap();
+        for (i, colour) in [[255u8, 0, 0, 255], [0, 255, 0, 255], [0, 0, 255, 255]]
+            .iter()
+            .enumerate()
+        {
+            let mut img = RgbaImage::from_pixel(64, 48, image::Rgba(*colour));
+            img.put_pixel(i as u32, 0, image::Rgba([255, 255, 255, 255]));
+            let frame =
+                image::Frame::from_parts(img, 0, 0, image::Delay::from_numer_denom_ms(100, 1));
+            enc.encode_frame(frame).unwrap();
+        }
+    }
+    out
+}
+
+/// Decodes any variant bytes back to (width, height, RGBA).
+pub fn decode_any(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    if bytes.starts_with(b"RIFF") {
+        let img = image::load_from_memory_with_format(bytes, image::ImageFormat::WebP)
+            .expect("webp decodes")
+            .into_rgba8();
+        (img.width(), img.height(), img.into_raw())
+    } else if bytes.get(4..8) == Some(b"ftyp") {
+        let rgb = libavif::decode_rgb(bytes).expect("avif decodes");
+        (rgb.width(), rgb.height(), rgb.as_slice().to_vec())
+    } else {
+        let p = rendition_sidecar::pipeline::prepare(bytes, &Default::default()).expect("decodes");
+        (p.image.width, p.image.height, p.image.data)
+    }
+}
