@@ -153,13 +153,20 @@ mod tests {
     fn grain_is_noisy_and_gradient_is_photo() {
         // xorshift noise around a gradient
         let mut seed = 0x2545F491u32;
-        let noisy = image(256, 256, |x, y| {
+        let mut grain = move || {
             seed ^= seed << 13;
             seed ^= seed >> 17;
             seed ^= seed << 5;
-            let v = ((x + y) / 2) as i32 + (seed % 41) as i32 - 20;
-            let v = v.clamp(0, 255) as u8;
-            [v, v.wrapping_add(3), v, 255]
+            (seed % 41) as i32 - 20
+        };
+        // independent grain per channel, as a sensor makes it
+        let noisy = image(256, 256, |x, y| {
+            let base = ((x + y) / 2) as i32;
+            let mut px = [255u8; 4];
+            for c in px.iter_mut().take(3) {
+                *c = (base + grain()).clamp(0, 255) as u8;
+            }
+            px
         });
         assert_eq!(classify(&stats(&noisy)), ContentClass::Noisy);
         let smooth = image(256, 256, |x, y| {

@@ -50,25 +50,14 @@ pub fn check(bytes: &[u8], format: SourceFormat, limits: &Limits) -> Result<Prob
         });
     }
     let probe = match format {
-        SourceFormat::Jpeg => {
-            let probe = jpeg_size(bytes)?;
-            if !jpeg_is_complete(bytes) {
-                return Err(Refusal::Malformed(
-                    "jpeg: no end-of-image after the scan data (truncated)".into(),
-                ));
-            }
-            probe
-        }
+        SourceFormat::Jpeg => jpeg_size(bytes)?,
         SourceFormat::Gif => gif_probe(bytes, limits.max_frames)?,
-        SourceFormat::Png | SourceFormat::Webp => {
-            let f = if format == SourceFormat::Png {
-                image::ImageFormat::Png
-            } else {
-                image::ImageFormat::WebP
-            };
-            let (width, height) = image::ImageReader::with_format(Cursor::new(bytes), f)
-                .into_dimensions()
-                .map_err(|e| Refusal::Malformed(format!("{} header: {e}", format.name())))?;
+        SourceFormat::Png => png_size(bytes)?,
+        SourceFormat::Webp => {
+            let (width, height) =
+                image::ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::WebP)
+                    .into_dimensions()
+                    .map_err(|e| Refusal::Malformed(format!("webp header: {e}")))?;
             Probe {
                 width,
                 height,
@@ -100,7 +89,27 @@ pub fn check(bytes: &[u8], format: SourceFormat, limits: &Limits) -> Result<Prob
             limit: limits.max_animation_pixels,
         });
     }
+    // Checked last: for a bomb, the size refusal says more than "truncated".
+    if format == SourceFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(Refusal::Malformed(
+            "jpeg: no end-of-image after the scan data (truncated)".into(),
+        ));
+    }
     Ok(probe)
+}
+
+/// Width and height from the IHDR chunk, which the PNG spec puts first.
+fn png_size(b: &[u8]) -> Result<Probe, Refusal> {
+    if b.len() < 24 || &b[12..16] != b"IHDR" {
+        return Err(Refusal::Malformed("png: no IHDR chunk".into()));
+    }
+    let width = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
+    let height = u32::from_be_bytes([b[20], b[21], b[22], b[23]]);
+    Ok(Probe {
+        width,
+        height,
+        frames: 1,
+    })
 }
 
 /// Walks JPEG markers to the first start-of-frame (SOF0-SOF15 except DHT/JPG/DAC).
