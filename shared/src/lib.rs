@@ -31,5 +31,8 @@ pub use matrix::{
     full_matrix_order, generation_order, plan_encodes, slot_size, EncodeJob, ProactiveFlags,
     SlotSet, ViewportWidths, SVG_SLOT,
 };
-pub use record::{IndexEntry, IndexRecord, RecordError, ENTRY_LEN, RECORD_LEN, RECORD_VERSION};
+pub use record::{
+    FeedPage, IndexEntry, IndexRecord, RecordError, ENTRY_LEN, FEED_HEADER_LEN, RECORD_LEN,
+    RECORD_VERSION,
+};
 pub use select::{select, select_for, wants_generation, FallbackStep, Selection};

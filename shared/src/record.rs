@@ -141,3 +141,75 @@ impl IndexEntry {
         })
     }
 }
+
+/// Header of a change-feed page (`GET /index?since=SEQ`), 32 bytes, then `count` entries:
+///
+/// | offset | size | field    | meaning                                                    |
+/// |--------|------|----------|------------------------------------------------------------|
+/// | 0      | 1    | version  | `1`                                                        |
+/// | 1      | 7    | reserved | zero                                                       |
+/// | 8      | 8    | store_id | identity of the sidecar's database; a new id means "resync from 0" |
+/// | 16     | 8    | last_seq | the newest sequence number in the store (not only this page) |
+/// | 24     | 4    | count    | entries that follow                                        |
+/// | 28     | 4    | reserved | zero                                                       |
+///
+/// Entries are in ascending `record.seq`; the next request asks `since` = the last entry's seq.
+pub const FEED_HEADER_LEN: usize = 32;
+
+/// One page of the change feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedPage {
+    pub store_id: u64,
+    pub last_seq: u64,
+    pub entries: Vec<IndexEntry>,
+}
+
+impl FeedPage {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FEED_HEADER_LEN + self.entries.len() * ENTRY_LEN);
+        out.push(RECORD_VERSION);
+        out.extend_from_slice(&[0; 7]);
+        out.extend_from_slice(&self.store_id.to_le_bytes());
+        out.extend_from_slice(&self.last_seq.to_le_bytes());
+        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        for e in &self.entries {
+            out.extend_from_slice(&e.encode());
+        }
+        out
+    }
+
+    /// Decodes and validates a page; any bad entry rejects the page.
+    pub fn decode(bytes: &[u8]) -> Result<FeedPage, RecordError> {
+        let header = bytes
+            .get(..FEED_HEADER_LEN)
+            .ok_or(RecordError::Length(bytes.len()))?;
+        if header[0] != RECORD_VERSION {
+            return Err(RecordError::Version(header[0]));
+        }
+        if header[1..8].iter().chain(&header[28..32]).any(|&b| b != 0) {
+            return Err(RecordError::ReservedNotZero);
+        }
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&header[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let mut count = [0u8; 4];
+        count.copy_from_slice(&header[24..28]);
+        let count = u32::from_le_bytes(count) as usize;
+        let body = &bytes[FEED_HEADER_LEN..];
+        if body.len() != count.saturating_mul(ENTRY_LEN) {
+            return Err(RecordError::Length(bytes.len()));
+        }
+        let entries = body
+            .chunks_exact(ENTRY_LEN)
+            .map(IndexEntry::decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FeedPage {
+            store_id: u64_at(8),
+            last_seq: u64_at(16),
+            entries,
+        })
+    }
+}

@@ -121,3 +121,37 @@ fn key_id_hex_round_trips() {
     assert_eq!(KeyId::from_hex(&hex[..31]), None);
     assert_eq!(KeyId::from_hex("zz000000000000000000000000000000"), None);
 }
+
+#[test]
+fn golden_feed_page() {
+    use rendition_shared::{FeedPage, FEED_HEADER_LEN};
+    let key = SourceKey::new("example.com", "/a.jpg").unwrap();
+    let entry = IndexEntry {
+        key: key.id(),
+        record: IndexRecord {
+            seq: 9,
+            ..Default::default()
+        },
+    };
+    let page = FeedPage {
+        store_id: 0xAB,
+        last_seq: 12,
+        entries: vec![entry],
+    };
+    let bytes = page.encode();
+    #[rustfmt::skip]
+    let header: [u8; FEED_HEADER_LEN] = [
+        1, 0, 0, 0, 0, 0, 0, 0,          // version 1, reserved
+        0xAB, 0, 0, 0, 0, 0, 0, 0,       // store_id 0xAB
+        12, 0, 0, 0, 0, 0, 0, 0,         // last_seq 12
+        1, 0, 0, 0,                      // count 1
+        0, 0, 0, 0,                      // reserved
+    ];
+    assert_eq!(&bytes[..FEED_HEADER_LEN], &header);
+    assert_eq!(bytes.len(), FEED_HEADER_LEN + ENTRY_LEN);
+    assert_eq!(FeedPage::decode(&bytes), Ok(page));
+    assert_eq!(FeedPage::decode(&bytes[..40]), Err(RecordError::Length(40)));
+    let mut bad = bytes.clone();
+    bad[3] = 1;
+    assert_eq!(FeedPage::decode(&bad), Err(RecordError::ReservedNotZero));
+}

@@ -4,3 +4,4 @@
 pub mod encode;
 pub mod pipeline;
 pub mod quality;
+pub mod store;

@@ -1,0 +1,769 @@
+//! The variant store, in sled.
+//!
+//! Trees (all keys fixed-layout binary):
+//!
+//! | tree       | key                          | value                                            |
+//! |------------|------------------------------|--------------------------------------------------|
+//! | `variants` | key id (16) + slot (1)       | `RV`, v1, kind 0 blob: meta len, meta JSON, CRC32, bytes; kind 1 alias: primary slot |
+//! | `records`  | key id (16)                  | [`IndexRecord`] (28 bytes) + [`SourceMeta`] JSON  |
+//! | `feed`     | seq (8, big-endian)          | key id (16): the latest change of that source    |
+//! | `lru`      | tick (8 BE) + key id + slot  | empty: eviction order, oldest first              |
+//! | `access`   | key id + slot                | tick (8 BE) + unix time (8 BE) of the last touch  |
+//! | `meta`     | name                         | store id, payload byte count                     |
+//!
+//! Every change to a source is one sled transaction across the trees, so a crash leaves either
+//! the old or the new state, never half of one; on top, each blob carries a CRC32 that is
+//! checked every time it is served. The change feed keeps one entry per source (its newest),
+//! so `/index?since=0` is bounded by the number of sources, not by history. The byte budget
+//! (`cache_size_bytes`) counts payload bytes (variant bytes + metadata) and evicts the least
+//! recently served variant first, as seed 004 describes.
+
+use crate::pipeline::{Outcome, Variant};
+use rendition_shared::{
+    CapabilityMask, FeedPage, IndexEntry, IndexRecord, KeyId, SlotSet, SourceKey, RECORD_LEN,
+};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::{Transactional, Tree};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Metadata stored with each variant blob.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VariantMeta {
+    pub content_type: String,
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub quality: u8,
+    pub lossless: bool,
+    /// SSIMULACRA2 score when measured.
+    pub score: Option<f32>,
+    pub attempts: u32,
+    pub class: String,
+    /// Every slot this blob answers for (bit set, as in [`SlotSet`]).
+    pub slots: u64,
+    pub source_etag: Option<String>,
+    pub source_last_modified: Option<String>,
+    /// Derived from the origin's `Cache-Control` when the variant was made.
+    pub cache_control: Option<String>,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+/// What the store knows about a source besides its record.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceMeta {
+    /// Canonical source key (host + path + query).
+    pub key: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub cache_control: Option<String>,
+    pub source_bytes: u64,
+    pub width: u32,
+    pub height: u32,
+    pub format: Option<String>,
+    pub class: Option<String>,
+    /// Why the source was refused, when it was.
+    pub refused: Option<String>,
+    /// Why each lost slot was not stored (slot mask, reason).
+    pub lost_reasons: Vec<(u8, String)>,
+    pub updated: u64,
+}
+
+/// A variant ready to serve.
+#[derive(Clone, Debug)]
+pub struct StoredVariant {
+    pub meta: VariantMeta,
+    pub bytes: bytes::Bytes,
+    pub crc: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt entry: {0}")]
+    Corrupt(String),
+}
+
+/// Store statistics for `/stats` and `/metrics`.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StoreStats {
+    pub payload_bytes: u64,
+    pub budget_bytes: u64,
+    pub sources: u64,
+    pub last_seq: u64,
+}
+
+pub struct Store {
+    db: sled::Db,
+    variants: Tree,
+    records: Tree,
+    feed: Tree,
+    lru: Tree,
+    access: Tree,
+    meta: Tree,
+    budget: u64,
+    store_id: u64,
+    payload_bytes: AtomicU64,
+}
+
+const MAGIC: &[u8; 2] = b"RV";
+const VERSION: u8 = 1;
+const KIND_BLOB: u8 = 0;
+const KIND_ALIAS: u8 = 1;
+const META_STORE_ID: &[u8] = b"store_id";
+const META_BYTES: &[u8] = b"payload_bytes";
+/// Don't rewrite a variant's access time more often than this (a hit must stay cheap).
+const ACCESS_GRANULARITY_SECS: u64 = 60;
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn variant_key(key: &KeyId, slot: CapabilityMask) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..16].copy_from_slice(&key.0);
+    k[16] = slot.slot().bits() as u8;
+    k
+}
+
+/// LRU order is a monotonic tick (sled's `generate_id`), not the clock: many variants are
+/// written within one second, and their order must still be the order they were written.
+fn lru_key(tick: u64, key: &KeyId, slot: CapabilityMask) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[..8].copy_from_slice(&tick.to_be_bytes());
+    k[8..24].copy_from_slice(&key.0);
+    k[24] = slot.slot().bits() as u8;
+    k
+}
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+fn encode_blob(meta: &VariantMeta, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let meta_json = serde_json::to_vec(meta).map_err(|e| corrupt(e.to_string()))?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&meta_json);
+    crc.update(bytes);
+    let mut v = Vec::with_capacity(12 + meta_json.len() + bytes.len());
+    v.extend_from_slice(MAGIC);
+    v.extend_from_slice(&[VERSION, KIND_BLOB]);
+    v.extend_from_slice(&(meta_json.len() as u32).to_le_bytes());
+    v.extend_from_slice(&meta_json);
+    v.extend_from_slice(&crc.finalize().to_le_bytes());
+    v.extend_from_slice(bytes);
+    Ok(v)
+}
+
+enum Entry {
+    Blob {
+        meta: VariantMeta,
+        body_at: usize,
+        crc: u32,
+    },
+    Alias(CapabilityMask),
+}
+
+fn decode_entry(v: &[u8]) -> Result<Entry, StoreError> {
+    if v.len() < 5 || &v[..2] != MAGIC || v[2] != VERSION {
+        return Err(corrupt("variant header"));
+    }
+    match v[3] {
+        KIND_ALIAS => CapabilityMask::from_bits(u32::from(v[4]))
+            .map(Entry::Alias)
+            .map_err(|e| corrupt(format!("alias slot: {e}"))),
+        KIND_BLOB => {
+            let len = u32::from_le_bytes(
+                v.get(4..8)
+                    .ok_or_else(|| corrupt("blob meta length"))?
+                    .try_into()
+                    .map_err(|_| corrupt("len"))?,
+            ) as usize;
+            let meta_json = v.get(8..8 + len).ok_or_else(|| corrupt("blob meta"))?;
+            let crc_bytes = v
+                .get(8 + len..12 + len)
+                .ok_or_else(|| corrupt("blob crc"))?;
+            let crc = u32::from_le_bytes(crc_bytes.try_into().map_err(|_| corrupt("crc"))?);
+            let meta: VariantMeta = serde_json::from_slice(meta_json)
+                .map_err(|e| corrupt(format!("blob meta: {e}")))?;
+            Ok(Entry::Blob {
+                meta,
+                body_at: 12 + len,
+                crc,
+            })
+        }
+        k => Err(corrupt(format!("variant kind {k}"))),
+    }
+}
+
+fn decode_record(v: &[u8]) -> Result<(IndexRecord, SourceMeta), StoreError> {
+    let record = IndexRecord::decode(
+        v.get(..RECORD_LEN)
+            .ok_or_else(|| corrupt("record length"))?,
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    let meta = serde_json::from_slice(&v[RECORD_LEN..])
+        .map_err(|e| corrupt(format!("source meta: {e}")))?;
+    Ok((record, meta))
+}
+
+fn encode_record(record: &IndexRecord, meta: &SourceMeta) -> Result<Vec<u8>, StoreError> {
+    let mut v = record.encode().to_vec();
+    v.extend_from_slice(&serde_json::to_vec(meta).map_err(|e| corrupt(e.to_string()))?);
+    Ok(v)
+}
+
+fn tx_err<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn flatten<T>(r: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
+    r.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    })
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` with a payload budget in bytes.
+    pub fn open(path: &Path, budget: u64) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(Some(200))
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        let store_id = match meta.get(META_STORE_ID)? {
+            Some(v) if v.len() == 8 => {
+                u64::from_le_bytes(v.as_ref().try_into().map_err(|_| corrupt("store id"))?)
+            }
+            _ => {
+                let id = new_store_id();
+                meta.insert(META_STORE_ID, &id.to_le_bytes())?;
+                id
+            }
+        };
+        let payload = match meta.get(META_BYTES)? {
+            Some(v) if v.len() == 8 => {
+                u64::from_le_bytes(v.as_ref().try_into().map_err(|_| corrupt("bytes"))?)
+            }
+            _ => 0,
+        };
+        Ok(Store {
+            variants: db.open_tree("variants")?,
+            records: db.open_tree("records")?,
+            feed: db.open_tree("feed")?,
+            lru: db.open_tree("lru")?,
+            access: db.open_tree("access")?,
+            meta,
+            db,
+            budget,
+            store_id,
+            payload_bytes: AtomicU64::new(payload),
+        })
+    }
+
+    pub fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
+    /// The record and source metadata of a source.
+    pub fn record(&self, key: &KeyId) -> Result<Option<(IndexRecord, SourceMeta)>, StoreError> {
+        self.records
+            .get(key.0)?
+            .map(|v| decode_record(&v))
+            .transpose()
+    }
+
+    /// Writes what the pipeline produced for a source (stored variants, lost slots) and
+    /// returns the record's new sequence number.
+    pub fn put_outcomes(
+        &self,
+        key: &SourceKey,
+        source: &SourceMeta,
+        outcomes: &[Outcome],
+    ) -> Result<u64, StoreError> {
+        let id = key.id();
+        let seq = self.db.generate_id()? + 1;
+        let now = now_secs();
+        let mut blobs: Vec<(&Variant, Vec<u8>)> = Vec::new();
+        for o in outcomes {
+            if let Outcome::Stored(v) = o {
+                let meta = VariantMeta {
+                    content_type: v.encoded.codec.content_type().to_owned(),
+                    codec: v.encoded.codec.name().to_owned(),
+                    width: v.width,
+                    height: v.height,
+                    bytes: v.encoded.bytes.len() as u64,
+                    quality: v.encoded.quality,
+                    lossless: v.encoded.lossless,
+                    score: None,
+                    attempts: 1,
+                    class: source.class.clone().unwrap_or_default(),
+                    slots: v.slots.bits(),
+                    source_etag: source.etag.clone(),
+                    source_last_modified: source.last_modified.clone(),
+                    cache_control: source.cache_control.clone(),
+                    created: now,
+                };
+                blobs.push((v, encode_blob(&meta, &v.encoded.bytes)?));
+            }
+        }
+        let delta = flatten(
+            (
+                &self.variants,
+                &self.records,
+                &self.feed,
+                &self.lru,
+                &self.access,
+                &self.meta,
+            )
+                .transaction(|(variants, records, feed, lru, access, meta)| {
+                    let (mut record, mut smeta) = match records.get(id.0)? {
+                        Some(v) => match decode_record(&v) {
+                            Ok(r) => r,
+                            Err(e) => return tx_err(e),
+                        },
+                        None => (IndexRecord::default(), SourceMeta::default()),
+                    };
+                    let mut delta: i64 = 0;
+                    for (v, blob) in &blobs {
+                        for slot in v.slots.iter() {
+                            delta -= remove_slot(variants, lru, access, &id, slot)?;
+                        }
+                        variants.insert(&variant_key(&id, v.primary), blob.as_slice())?;
+                        delta += blob.len() as i64;
+                        for slot in v.slots.iter().filter(|s| *s != v.primary) {
+                            variants.insert(
+                                &variant_key(&id, slot),
+                                &[
+                                    MAGIC[0],
+                                    MAGIC[1],
+                                    VERSION,
+                                    KIND_ALIAS,
+                                    v.primary.bits() as u8,
+                                ][..],
+                            )?;
+                        }
+                        lru.insert(&lru_key(seq, &id, v.primary), &[][..])?;
+                        access.insert(&variant_key(&id, v.primary), &access_value(seq, now))?;
+                        record.stored = record.stored.union(v.slots);
+                        record.lost = record.lost.difference(v.slots);
+                    }
+                    let mut lost_reasons = smeta.lost_reasons.clone();
+                    for o in outcomes {
+                        if let Outcome::Lost { slots, reason } = o {
+                            let fresh = slots.difference(record.stored);
+                            record.lost = record.lost.union(fresh);
+                            for s in fresh.iter() {
+                                lost_reasons.retain(|(m, _)| u32::from(*m) != s.bits());
+                                lost_reasons.push((s.bits() as u8, reason.clone()));
+                            }
+                        }
+                    }
+                    let old_seq = record.seq;
+                    record.seq = seq;
+                    record.refused = false;
+                    smeta = SourceMeta {
+                        lost_reasons,
+                        updated: now,
+                        refused: None,
+                        ..source.clone()
+                    };
+                    let value = match encode_record(&record, &smeta) {
+                        Ok(v) => v,
+                        Err(e) => return tx_err(e),
+                    };
+                    records.insert(&id.0, value)?;
+                    feed.remove(&old_seq.to_be_bytes())?;
+                    feed.insert(&seq.to_be_bytes(), &id.0)?;
+                    add_bytes(meta, delta)?;
+                    Ok(delta)
+                }),
+        )?;
+        self.apply_delta(delta);
+        Ok(seq)
+    }
+
+    /// Records that a source was refused (never generate or notify for it again until purged).
+    pub fn refuse(
+        &self,
+        key: &SourceKey,
+        source: &SourceMeta,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        let id = key.id();
+        let seq = self.db.generate_id()? + 1;
+        flatten((&self.records, &self.feed).transaction(|(records, feed)| {
+            let old = match records.get(id.0)? {
+                Some(v) => decode_record(&v).map(|(r, _)| r.seq).unwrap_or(0),
+                None => 0,
+            };
+            let record = IndexRecord {
+                refused: true,
+                seq,
+                ..IndexRecord::default()
+            };
+            let meta = SourceMeta {
+                refused: Some(reason.to_owned()),
+                updated: now_secs(),
+                ..source.clone()
+            };
+            let value = match encode_record(&record, &meta) {
+                Ok(v) => v,
+                Err(e) => return tx_err(e),
+            };
+            records.insert(&id.0, value)?;
+            feed.remove(&old.to_be_bytes())?;
+            feed.insert(&seq.to_be_bytes(), &id.0)?;
+            Ok(())
+        }))?;
+        Ok(seq)
+    }
+
+    /// The variant stored for `slot` (aliases resolved), checksum verified.
+    pub fn variant(
+        &self,
+        key: &KeyId,
+        slot: CapabilityMask,
+    ) -> Result<Option<StoredVariant>, StoreError> {
+        let Some(mut value) = self.variants.get(variant_key(key, slot))? else {
+            return Ok(None);
+        };
+        let mut primary = slot.slot();
+        if let Entry::Alias(p) = decode_entry(&value)? {
+            primary = p;
+            value = match self.variants.get(variant_key(key, p))? {
+                Some(v) => v,
+                None => return Ok(None),
+            };
+        }
+        let Entry::Blob { meta, body_at, crc } = decode_entry(&value)? else {
+            return Err(corrupt("alias points at an alias"));
+        };
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&value[8..body_at - 4]);
+        hasher.update(&value[body_at..]);
+        if hasher.finalize() != crc || (value.len() - body_at) as u64 != meta.bytes {
+            return Err(corrupt(format!("checksum mismatch for {key}/{primary:x}")));
+        }
+        self.touch(key, primary);
+        let bytes = bytes::Bytes::from_owner(value).slice(body_at..);
+        Ok(Some(StoredVariant { meta, bytes, crc }))
+    }
+
+    /// Moves a variant to the young end of the LRU, at most once a minute.
+    fn touch(&self, key: &KeyId, primary: CapabilityMask) {
+        let now = now_secs();
+        let vk = variant_key(key, primary);
+        let old = self
+            .access
+            .get(vk)
+            .ok()
+            .flatten()
+            .and_then(|v| parse_access(&v));
+        if old.is_some_and(|(_, t)| now.saturating_sub(t) < ACCESS_GRANULARITY_SECS) {
+            return;
+        }
+        let Ok(tick) = self.db.generate_id() else {
+            return;
+        };
+        if let Some((old_tick, _)) = old {
+            let _ = self.lru.remove(lru_key(old_tick, key, primary));
+        }
+        let _ = self.lru.insert(lru_key(tick, key, primary), &[][..]);
+        let _ = self.access.insert(vk, &access_value(tick, now));
+    }
+
+    /// Evicts least recently served variants until the payload fits the budget. Returns how
+    /// many blobs were evicted.
+    pub fn evict_to_budget(&self) -> Result<u32, StoreError> {
+        let mut evicted = 0;
+        while self.payload_bytes.load(Ordering::Relaxed) > self.budget {
+            let Some((lk, _)) = self.lru.first()? else {
+                break;
+            };
+            if lk.len() != 25 {
+                self.lru.remove(lk)?;
+                continue;
+            }
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&lk[8..24]);
+            let id = KeyId(id);
+            let slot =
+                CapabilityMask::from_bits(u32::from(lk[24])).map_err(|e| corrupt(e.to_string()))?;
+            self.evict(&id, slot, &lk)?;
+            evicted += 1;
+        }
+        Ok(evicted)
+    }
+
+    fn evict(
+        &self,
+        id: &KeyId,
+        primary: CapabilityMask,
+        lru_entry: &[u8],
+    ) -> Result<(), StoreError> {
+        let seq = self.db.generate_id()? + 1;
+        let delta = flatten(
+            (
+                &self.variants,
+                &self.records,
+                &self.feed,
+                &self.lru,
+                &self.access,
+                &self.meta,
+            )
+                .transaction(|(variants, records, feed, lru, access, meta)| {
+                    lru.remove(lru_entry)?;
+                    let slots = match variants.get(variant_key(id, primary))? {
+                        Some(v) => match decode_entry(&v) {
+                            Ok(Entry::Blob { meta, .. }) => {
+                                SlotSet::from_bits(meta.slots).unwrap_or_default()
+                            }
+                            _ => SlotSet::EMPTY,
+                        },
+                        None => return Ok(0), // already gone: a stale LRU entry
+                    };
+                    let mut delta = 0;
+                    for s in slots.iter().chain(std::iter::once(primary)) {
+                        delta -= remove_slot(variants, lru, access, id, s)?;
+                    }
+                    if let Some(v) = records.get(id.0)? {
+                        let (mut record, smeta) = match decode_record(&v) {
+                            Ok(r) => r,
+                            Err(e) => return tx_err(e),
+                        };
+                        feed.remove(&record.seq.to_be_bytes())?;
+                        record.stored = record.stored.difference(slots);
+                        record.seq = seq;
+                        let value = match encode_record(&record, &smeta) {
+                            Ok(v) => v,
+                            Err(e) => return tx_err(e),
+                        };
+                        records.insert(&id.0, value)?;
+                        feed.insert(&seq.to_be_bytes(), &id.0)?;
+                    }
+                    add_bytes(meta, delta)?;
+                    Ok(delta)
+                }),
+        )?;
+        self.apply_delta(delta);
+        Ok(())
+    }
+
+    /// Removes every variant of a source and leaves an empty record (a tombstone the feed
+    /// carries to the filters, which cannot delete shared data). Returns whether it existed.
+    pub fn purge(&self, id: &KeyId) -> Result<bool, StoreError> {
+        let Some((record, smeta)) = self.record(id)? else {
+            return Ok(false);
+        };
+        let seq = self.db.generate_id()? + 1;
+        let delta = flatten(
+            (
+                &self.variants,
+                &self.records,
+                &self.feed,
+                &self.lru,
+                &self.access,
+                &self.meta,
+            )
+                .transaction(|(variants, records, feed, lru, access, meta)| {
+                    let mut delta = 0;
+                    for s in SlotSet::ALL.iter() {
+                        delta -= remove_slot(variants, lru, access, id, s)?;
+                    }
+                    feed.remove(&record.seq.to_be_bytes())?;
+                    let tomb = IndexRecord {
+                        seq,
+                        ..IndexRecord::default()
+                    };
+                    let value = match encode_record(
+                        &tomb,
+                        &SourceMeta {
+                            key: smeta.key.clone(),
+                            updated: now_secs(),
+                            ..SourceMeta::default()
+                        },
+                    ) {
+                        Ok(v) => v,
+                        Err(e) => return tx_err(e),
+                    };
+                    records.insert(&id.0, value)?;
+                    feed.insert(&seq.to_be_bytes(), &id.0)?;
+                    add_bytes(meta, delta)?;
+                    Ok(delta)
+                }),
+        )?;
+        self.apply_delta(delta);
+        Ok(true)
+    }
+
+    /// Purges every source whose canonical key starts with `prefix` (host + path prefix).
+    pub fn purge_prefix(&self, prefix: &str) -> Result<u32, StoreError> {
+        let mut ids = Vec::new();
+        for item in self.records.iter() {
+            let (k, v) = item?;
+            let (record, meta) = decode_record(&v)?;
+            if meta.key.starts_with(prefix)
+                && (record.stored.len() > 0 || record.lost.len() > 0 || record.refused)
+            {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&k);
+                ids.push(KeyId(id));
+            }
+        }
+        let mut n = 0;
+        for id in ids {
+            n += u32::from(self.purge(&id)?);
+        }
+        Ok(n)
+    }
+
+    /// Changes after `since`, oldest first, at most `limit`.
+    pub fn feed_since(&self, since: u64, limit: usize) -> Result<FeedPage, StoreError> {
+        let mut entries = Vec::new();
+        for item in self
+            .feed
+            .range((since.saturating_add(1)).to_be_bytes()..)
+            .take(limit)
+        {
+            let (_, id) = item?;
+            let mut key = [0u8; 16];
+            if id.len() != 16 {
+                return Err(corrupt("feed entry"));
+            }
+            key.copy_from_slice(&id);
+            let key = KeyId(key);
+            if let Some((record, _)) = self.record(&key)? {
+                entries.push(IndexEntry { key, record });
+            }
+        }
+        Ok(FeedPage {
+            store_id: self.store_id,
+            last_seq: self.last_seq()?,
+            entries,
+        })
+    }
+
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .feed
+            .last()?
+            .and_then(|(k, _)| k.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        Ok(StoreStats {
+            payload_bytes: self.payload_bytes.load(Ordering::Relaxed),
+            budget_bytes: self.budget,
+            sources: self.records.len() as u64,
+            last_seq: self.last_seq()?,
+        })
+    }
+
+    /// Every source with its record (for the report page and tools).
+    pub fn sources(
+        &self,
+    ) -> impl Iterator<Item = Result<(KeyId, IndexRecord, SourceMeta), StoreError>> + '_ {
+        self.records.iter().map(|item| {
+            let (k, v) = item?;
+            let mut id = [0u8; 16];
+            if k.len() != 16 {
+                return Err(corrupt("record key"));
+            }
+            id.copy_from_slice(&k);
+            let (r, m) = decode_record(&v)?;
+            Ok((KeyId(id), r, m))
+        })
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn apply_delta(&self, delta: i64) {
+        if delta >= 0 {
+            self.payload_bytes
+                .fetch_add(delta as u64, Ordering::Relaxed);
+        } else {
+            let d = delta.unsigned_abs();
+            let _ = self
+                .payload_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(d))
+                });
+        }
+    }
+}
+
+/// Removes one slot's entry (and, for a blob, its LRU entries); returns the bytes freed.
+fn remove_slot(
+    variants: &TransactionalTree,
+    lru: &TransactionalTree,
+    access: &TransactionalTree,
+    id: &KeyId,
+    slot: CapabilityMask,
+) -> TxResult<i64> {
+    let vk = variant_key(id, slot);
+    let Some(old) = variants.remove(&vk)? else {
+        return Ok(0);
+    };
+    if old.get(3) == Some(&KIND_BLOB) {
+        if let Some((tick, _)) = access.remove(&vk)?.and_then(|v| parse_access(&v)) {
+            lru.remove(&lru_key(tick, id, slot))?;
+        }
+        return Ok(old.len() as i64);
+    }
+    Ok(0)
+}
+
+fn access_value(tick: u64, time: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&tick.to_be_bytes());
+    v[8..].copy_from_slice(&time.to_be_bytes());
+    v
+}
+
+fn parse_access(v: &[u8]) -> Option<(u64, u64)> {
+    let tick = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    let time = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
+    Some((tick, time))
+}
+
+fn add_bytes(meta: &TransactionalTree, delta: i64) -> TxResult<()> {
+    let current = meta
+        .get(META_BYTES)?
+        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_le_bytes))
+        .unwrap_or(0);
+    let next = if delta >= 0 {
+        current.saturating_add(delta as u64)
+    } else {
+        current.saturating_sub(delta.unsigned_abs())
+    };
+    meta.insert(META_BYTES, &next.to_le_bytes())?;
+    Ok(())
+}
+
+/// A store id unique enough to tell two databases apart: hashed time and process id.
+fn new_store_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish().max(1)
+}

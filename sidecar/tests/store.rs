@@ -1,0 +1,219 @@
+//! The sled store: durability across reopen, LRU eviction under the budget, checksums, the
+//! change feed and purge.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rendition_shared::{CapabilityMask, SlotSet, SourceKey};
+use rendition_sidecar::encode::{Codec, Encoded};
+use rendition_sidecar::pipeline::{Outcome, Variant};
+use rendition_sidecar::store::{SourceMeta, Store};
+use std::time::Duration;
+
+fn m(bits: u32) -> CapabilityMask {
+    CapabilityMask::from_bits(bits).unwrap()
+}
+
+fn variant(primary: u32, also: &[u32], size: usize) -> Outcome {
+    let mut slots: SlotSet = also.iter().map(|&b| m(b)).collect();
+    slots.insert(m(primary));
+    Outcome::Stored(Variant {
+        primary: m(primary),
+        slots,
+        width: 480,
+        height: 320,
+        encoded: Encoded {
+            codec: Codec::Webp,
+            bytes: vec![primary as u8; size],
+            quality: 75,
+            lossless: false,
+        },
+        encode_time: Duration::ZERO,
+    })
+}
+
+fn meta(key: &SourceKey) -> SourceMeta {
+    SourceMeta {
+        key: key.to_string(),
+        source_bytes: 100_000,
+        ..SourceMeta::default()
+    }
+}
+
+#[test]
+fn variants_survive_reopen_and_aliases_resolve() {
+    let dir = tempdir();
+    let key = SourceKey::new("shop.example", "/hero.jpg").unwrap();
+    let seq;
+    {
+        let store = Store::open(&dir, 1 << 30).unwrap();
+        seq = store
+            .put_outcomes(
+                &key,
+                &meta(&key),
+                &[
+                    variant(0x09, &[0x19], 1000),
+                    Outcome::Lost {
+                        slots: [m(0x08)].into_iter().collect(),
+                        reason: "not smaller".into(),
+                    },
+                ],
+            )
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    let (record, smeta) = store.record(&key.id()).unwrap().unwrap();
+    assert_eq!(record.seq, seq);
+    assert!(record.stored.contains(m(0x09)) && record.stored.contains(m(0x19)));
+    assert!(record.lost.contains(m(0x08)));
+    assert_eq!(smeta.lost_reasons, vec![(0x08, "not smaller".to_owned())]);
+    let v = store.variant(&key.id(), m(0x19)).unwrap().unwrap();
+    assert_eq!(v.bytes.len(), 1000);
+    assert_eq!(v.bytes[0], 0x09, "alias 0x19 serves the 0x09 blob");
+    assert_eq!(v.meta.content_type, "image/webp");
+    assert!(store.variant(&key.id(), m(0x0a)).unwrap().is_none());
+}
+
+#[test]
+fn eviction_keeps_the_store_under_budget_oldest_first() {
+    let dir = tempdir();
+    let store = Store::open(&dir, 25_000).unwrap();
+    let mut keys = Vec::new();
+    for i in 0..10 {
+        let key = SourceKey::new("h", &format!("/{i}.jpg")).unwrap();
+        store
+            .put_outcomes(&key, &meta(&key), &[variant(0x09, &[], 5_000)])
+            .unwrap();
+        store.evict_to_budget().unwrap();
+        keys.push(key);
+        assert!(
+            store.stats().unwrap().payload_bytes <= 25_000,
+            "under budget after each write"
+        );
+    }
+    let alive: Vec<bool> = keys
+        .iter()
+        .map(|k| store.variant(&k.id(), m(0x09)).unwrap().is_some())
+        .collect();
+    assert!(
+        alive[9] && !alive[0],
+        "newest kept, oldest evicted: {alive:?}"
+    );
+    // evicted slots are cleared from the record (not marked lost: they may come back)
+    let (r, _) = store.record(&keys[0].id()).unwrap().unwrap();
+    assert!(r.stored.is_empty() && r.lost.is_empty());
+}
+
+#[test]
+fn feed_has_one_entry_per_source_and_pages() {
+    let dir = tempdir();
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    let a = SourceKey::new("h", "/a.jpg").unwrap();
+    let b = SourceKey::new("h", "/b.jpg").unwrap();
+    let s1 = store
+        .put_outcomes(&a, &meta(&a), &[variant(0x01, &[], 10)])
+        .unwrap();
+    let s2 = store
+        .put_outcomes(&b, &meta(&b), &[variant(0x01, &[], 10)])
+        .unwrap();
+    let s3 = store
+        .put_outcomes(&a, &meta(&a), &[variant(0x02, &[], 10)])
+        .unwrap();
+    assert!(s1 < s2 && s2 < s3, "monotonic");
+    let page = store.feed_since(0, 100).unwrap();
+    assert_eq!(page.last_seq, s3);
+    assert_eq!(page.entries.len(), 2, "a's older change is compacted away");
+    assert_eq!(page.entries[0].key, b.id());
+    assert_eq!(page.entries[1].key, a.id());
+    assert!(
+        page.entries[1].record.stored.contains(m(0x01))
+            && page.entries[1].record.stored.contains(m(0x02))
+    );
+    assert!(store.feed_since(s3, 100).unwrap().entries.is_empty());
+    assert_eq!(store.feed_since(0, 1).unwrap().entries.len(), 1);
+    // the store id survives reopen; a new database gets a new one
+    let id = store.store_id();
+    drop(store);
+    assert_eq!(Store::open(&dir, 1 << 30).unwrap().store_id(), id);
+    assert_ne!(Store::open(&tempdir(), 1 << 30).unwrap().store_id(), id);
+}
+
+#[test]
+fn purge_leaves_a_tombstone_in_the_feed() {
+    let dir = tempdir();
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    let a = SourceKey::new("h", "/img/a.jpg").unwrap();
+    let b = SourceKey::new("h", "/img/b.jpg").unwrap();
+    let c = SourceKey::new("h", "/css/c.png").unwrap();
+    for k in [&a, &b, &c] {
+        store
+            .put_outcomes(k, &meta(k), &[variant(0x01, &[], 100)])
+            .unwrap();
+    }
+    let before = store.last_seq().unwrap();
+    assert_eq!(store.purge_prefix("h/img/").unwrap(), 2);
+    assert!(store.variant(&a.id(), m(0x01)).unwrap().is_none());
+    assert!(store.variant(&c.id(), m(0x01)).unwrap().is_some());
+    let page = store.feed_since(before, 100).unwrap();
+    assert_eq!(page.entries.len(), 2);
+    assert!(page.entries.iter().all(|e| e.record.stored.is_empty()));
+    // one 100-byte variant (plus its metadata) is left
+    let left = store.stats().unwrap().payload_bytes;
+    assert!((100..1000).contains(&left), "payload after purge: {left}");
+}
+
+#[test]
+fn refused_sources_are_flagged() {
+    let dir = tempdir();
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    let k = SourceKey::new("h", "/bomb.png").unwrap();
+    store
+        .refuse(
+            &k,
+            &meta(&k),
+            "100000x100000 is over the 50000000-pixel limit",
+        )
+        .unwrap();
+    let (r, smeta) = store.record(&k.id()).unwrap().unwrap();
+    assert!(r.refused);
+    assert!(smeta.refused.unwrap().contains("pixel limit"));
+}
+
+#[test]
+fn a_corrupted_blob_is_never_served() {
+    let dir = tempdir();
+    let k = SourceKey::new("h", "/a.jpg").unwrap();
+    {
+        let store = Store::open(&dir, 1 << 30).unwrap();
+        store
+            .put_outcomes(&k, &meta(&k), &[variant(0x09, &[], 4000)])
+            .unwrap();
+        store.flush().unwrap();
+    }
+    // Flip one payload byte behind the store's back, through sled itself.
+    {
+        let db = sled::open(&dir).unwrap();
+        let t = db.open_tree("variants").unwrap();
+        let mut key = k.id().0.to_vec();
+        key.push(0x09);
+        let mut v = t.get(&key).unwrap().unwrap().to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 0xFF;
+        t.insert(&key, v).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    let err = store.variant(&k.id(), m(0x09)).unwrap_err();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+}
+
+fn tempdir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "rendition-store-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
