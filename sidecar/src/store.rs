@@ -614,7 +614,7 @@ impl Store {
             let (k, v) = item?;
             let (record, meta) = decode_record(&v)?;
             if meta.key.starts_with(prefix)
-                && (record.stored.len() > 0 || record.lost.len() > 0 || record.refused)
+                && (!record.stored.is_empty() || !record.lost.is_empty() || record.refused)
             {
                 let mut id = [0u8; 16];
                 id.copy_from_slice(&k);
