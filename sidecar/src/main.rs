@@ -2,6 +2,7 @@
 
 mod mask_cmd;
 mod optimize_cmd;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ enum Command {
     Mask(mask_cmd::MaskArgs),
     /// Run the variant pipeline on image files and write every variant and a JSON report.
     Optimize(optimize_cmd::OptimizeArgs),
+    /// Run the sidecar service (generate, store and serve variants).
+    Serve(Box<serve_cmd::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -30,5 +33,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Mask(args) => mask_cmd::run(&args),
         Command::Optimize(args) => optimize_cmd::run(&args),
+        Command::Serve(args) => serve_cmd::run(&args),
     }
 }

@@ -1,0 +1,292 @@
+//! Sidecar configuration: one struct per component, each with defaults, loaded from an
+//! optional TOML file, then environment variables and flags (`rendition serve --help`), and
+//! validated at start with errors that name the key. No file is needed for the defaults.
+
+use crate::pipeline::probe::Limits;
+use rendition_shared::{ProactiveFlags, ViewportWidths};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the sidecar listens on (DESIGN.md: 127.0.0.1:8181).
+    pub listen: SocketAddr,
+    /// sled database folder.
+    pub data_dir: PathBuf,
+    /// Budget for stored variant payload; least recently served variants are evicted past it.
+    pub cache_size_bytes: u64,
+    /// Perceptual quality target (SSIMULACRA2, 0-100).
+    pub target_ssimulacra2: f32,
+    /// Points the target drops for Save-Data clients.
+    pub savedata_score_reduction: f32,
+    /// Bearer token for /stats, /metrics and /purge from non-loopback peers (unset: loopback only).
+    pub admin_token: Option<String>,
+    pub limits: Limits,
+    pub origins: OriginsConfig,
+    pub variants: VariantsConfig,
+    pub queue: QueueConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8181)),
+            data_dir: PathBuf::from("rendition-data"),
+            cache_size_bytes: 1 << 30,
+            target_ssimulacra2: 70.0,
+            savedata_score_reduction: 15.0,
+            admin_token: None,
+            limits: Limits::default(),
+            origins: OriginsConfig::default(),
+            variants: VariantsConfig::default(),
+            queue: QueueConfig::default(),
+        }
+    }
+}
+
+/// Where originals are fetched from. A notify names a host and a path, never an address: the
+/// request always goes to a configured base URL, with the original Host header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginsConfig {
+    /// Base URL for hosts not in `hosts` (unset: only mapped hosts are fetched).
+    pub default: Option<String>,
+    /// Host (as in the request's Host header) to base URL.
+    pub hosts: BTreeMap<String, String>,
+    pub timeout_ms: u64,
+    /// Follow redirects, only to the same origin. Off by default.
+    pub follow_redirects: bool,
+}
+
+impl Default for OriginsConfig {
+    fn default() -> Self {
+        OriginsConfig {
+            default: Some("http://127.0.0.1:8080".to_owned()),
+            hosts: BTreeMap::new(),
+            timeout_ms: 5_000,
+            follow_redirects: false,
+        }
+    }
+}
+
+/// Seed 004's worker flags.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VariantsConfig {
+    /// `--proactive-image-variants`: generate siblings from the same decode (off, as in the seed).
+    pub proactive_image_variants: bool,
+    /// Off: `--no-proactive-viewport-variants`.
+    pub proactive_viewport_variants: bool,
+    /// Off: `--no-proactive-savedata-variants`.
+    pub proactive_savedata_variants: bool,
+    /// Off: `--no-proactive-density-variants`.
+    pub proactive_density_variants: bool,
+    pub mobile_width: u32,
+    pub tablet_width: u32,
+    pub desktop_width: u32,
+    /// `--enable-warmup`: honour the 0xFFFFFFFE warmup sentinel (whole matrix).
+    pub enable_warmup: bool,
+}
+
+impl Default for VariantsConfig {
+    fn default() -> Self {
+        VariantsConfig {
+            proactive_image_variants: false,
+            proactive_viewport_variants: true,
+            proactive_savedata_variants: true,
+            proactive_density_variants: true,
+            mobile_width: 480,
+            tablet_width: 768,
+            desktop_width: 0,
+            enable_warmup: false,
+        }
+    }
+}
+
+impl VariantsConfig {
+    pub fn widths(&self) -> ViewportWidths {
+        ViewportWidths {
+            mobile: self.mobile_width,
+            tablet: self.tablet_width,
+            desktop: self.desktop_width,
+        }
+    }
+
+    pub fn proactive(&self) -> ProactiveFlags {
+        ProactiveFlags {
+            enabled: self.proactive_image_variants,
+            viewport: self.proactive_viewport_variants,
+            save_data: self.proactive_savedata_variants,
+            density: self.proactive_density_variants,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Sources waiting for a worker; a notify past this is dropped and counted.
+    pub capacity: usize,
+    /// CPU workers (0: one per core).
+    pub workers: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            capacity: 1024,
+            workers: 0,
+        }
+    }
+}
+
+/// A configuration error, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads a TOML file (all keys optional).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(&path.display().to_string(), e.to_string()))?;
+        toml::from_str(&text).map_err(|e| {
+            // toml names the offending key in its message ("unknown field `x`", "invalid type ... for key `y`")
+            err(&path.display().to_string(), e.message().to_owned())
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cache_size_bytes == 0 {
+            return Err(err("cache_size_bytes", "must be greater than 0"));
+        }
+        if !(0.0..=100.0).contains(&self.target_ssimulacra2) {
+            return Err(err(
+                "target_ssimulacra2",
+                format!("{} is outside 0-100", self.target_ssimulacra2),
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.savedata_score_reduction) {
+            return Err(err(
+                "savedata_score_reduction",
+                format!("{} is outside 0-100", self.savedata_score_reduction),
+            ));
+        }
+        let l = &self.limits;
+        if l.max_source_bytes == 0
+            || l.max_pixels == 0
+            || l.max_frames == 0
+            || l.max_animation_pixels == 0
+        {
+            return Err(err("limits", "every limit must be greater than 0"));
+        }
+        if self.origins.default.is_none() && self.origins.hosts.is_empty() {
+            return Err(err(
+                "origins",
+                "set origins.default or at least one origins.hosts entry",
+            ));
+        }
+        if let Some(d) = &self.origins.default {
+            check_base_url("origins.default", d)?;
+        }
+        for (host, url) in &self.origins.hosts {
+            check_base_url(&format!("origins.hosts.{host}"), url)?;
+        }
+        if self.origins.timeout_ms == 0 {
+            return Err(err("origins.timeout_ms", "must be greater than 0"));
+        }
+        if self.queue.capacity == 0 {
+            return Err(err("queue.capacity", "must be greater than 0"));
+        }
+        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(err("admin_token", "must be at least 16 characters"));
+        }
+        Ok(())
+    }
+
+    /// Worker count: configured, or one per core.
+    pub fn workers(&self) -> usize {
+        if self.queue.workers > 0 {
+            self.queue.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+fn check_base_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| err(key, format!("{url:?}: {e}")))?;
+    if parsed.scheme() != "http" {
+        return Err(err(
+            key,
+            format!(
+                "{url:?}: only http:// origins are supported (the sidecar runs next to the app)"
+            ),
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(err(
+            key,
+            format!("{url:?}: a base URL has no query or fragment"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let c = Config {
+            target_ssimulacra2: 120.0,
+            ..Config::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "config: target_ssimulacra2: 120 is outside 0-100"
+        );
+        let mut c = Config::default();
+        c.origins
+            .hosts
+            .insert("shop.example".into(), "ftp://x".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("config: origins.hosts.shop.example:"));
+        let e = toml::from_str::<Config>("cache_sise_bytes = 5").unwrap_err();
+        assert!(e.message().contains("cache_sise_bytes"), "{e}");
+        let e = toml::from_str::<Config>("[variants]\nmobile_width = \"wide\"").unwrap_err();
+        assert!(e.to_string().contains("mobile_width"), "{e}");
+    }
+
+    #[test]
+    fn toml_overrides_defaults() {
+        let c: Config = toml::from_str("cache_size_bytes = 1000\n[variants]\nproactive_image_variants = true\n[origins.hosts]\n\"a.example\" = \"http://10.0.0.1:80\"").unwrap();
+        assert_eq!(c.cache_size_bytes, 1000);
+        assert!(c.variants.proactive_image_variants);
+        assert_eq!(c.origins.hosts["a.example"], "http://10.0.0.1:80");
+        assert_eq!(c.variants.mobile_width, 480);
+        c.validate().unwrap();
+    }
+}

@@ -1,0 +1,175 @@
+//! `rendition serve`: the sidecar service. Configuration: defaults, then `--config FILE`
+//! (TOML), then environment variables (`RENDITION_*`), then flags; validated before binding.
+
+use clap::Args;
+use rendition_sidecar::config::{Config, ConfigError};
+use rendition_sidecar::encode::avif;
+use rendition_sidecar::quality::CodecDials;
+use rendition_sidecar::store::Store;
+use rendition_sidecar::{server, worker};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// TOML configuration file (every key optional; see docs/configuration.md).
+    #[arg(long, env = "RENDITION_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "RENDITION_LISTEN")]
+    listen: Option<SocketAddr>,
+    #[arg(long, env = "RENDITION_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, env = "RENDITION_CACHE_SIZE_BYTES")]
+    cache_size_bytes: Option<u64>,
+    #[arg(long, env = "RENDITION_TARGET_SSIMULACRA2")]
+    target_ssimulacra2: Option<f32>,
+    #[arg(long, env = "RENDITION_SAVEDATA_SCORE_REDUCTION")]
+    savedata_score_reduction: Option<f32>,
+    /// Default origin base URL.
+    #[arg(long, env = "RENDITION_ORIGIN")]
+    origin: Option<String>,
+    /// Per-host origin, HOST=URL (repeatable).
+    #[arg(long = "origin-host", value_name = "HOST=URL")]
+    origin_hosts: Vec<String>,
+    #[arg(long, env = "RENDITION_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    #[arg(long, env = "RENDITION_MAX_SOURCE_BYTES")]
+    max_source_bytes: Option<u64>,
+    #[arg(long, env = "RENDITION_MAX_PIXELS")]
+    max_pixels: Option<u64>,
+    #[arg(long, env = "RENDITION_WORKERS")]
+    workers: Option<usize>,
+    #[arg(long, env = "RENDITION_QUEUE_CAPACITY")]
+    queue_capacity: Option<usize>,
+    /// Seed 004: generate siblings from one decode.
+    #[arg(long)]
+    proactive_image_variants: bool,
+    #[arg(long)]
+    no_proactive_viewport_variants: bool,
+    #[arg(long)]
+    no_proactive_savedata_variants: bool,
+    #[arg(long)]
+    no_proactive_density_variants: bool,
+    #[arg(long)]
+    mobile_width: Option<u32>,
+    #[arg(long)]
+    tablet_width: Option<u32>,
+    #[arg(long)]
+    desktop_width: Option<u32>,
+    #[arg(long)]
+    enable_warmup: bool,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! set {
+            ($($field:ident => $($path:ident).+),* $(,)?) => {
+                $(if let Some(v) = &self.$field { c.$($path).+ = v.clone().into(); })*
+            };
+        }
+        set! {
+            listen => listen, data_dir => data_dir, cache_size_bytes => cache_size_bytes,
+            target_ssimulacra2 => target_ssimulacra2, savedata_score_reduction => savedata_score_reduction,
+            max_source_bytes => limits.max_source_bytes, max_pixels => limits.max_pixels,
+            workers => queue.workers, queue_capacity => queue.capacity,
+            mobile_width => variants.mobile_width, tablet_width => variants.tablet_width,
+            desktop_width => variants.desktop_width,
+        }
+        if let Some(o) = &self.origin {
+            c.origins.default = Some(o.clone());
+        }
+        if let Some(t) = &self.admin_token {
+            c.admin_token = Some(t.clone());
+        }
+        for pair in &self.origin_hosts {
+            let (host, url) = pair.split_once('=').ok_or_else(|| ConfigError {
+                key: "--origin-host".into(),
+                message: format!("{pair:?} is not HOST=URL"),
+            })?;
+            c.origins
+                .hosts
+                .insert(host.to_ascii_lowercase(), url.to_owned());
+        }
+        let v = &mut c.variants;
+        v.proactive_image_variants |= self.proactive_image_variants;
+        v.proactive_viewport_variants &= !self.no_proactive_viewport_variants;
+        v.proactive_savedata_variants &= !self.no_proactive_savedata_variants;
+        v.proactive_density_variants &= !self.no_proactive_density_variants;
+        v.enable_warmup |= self.enable_warmup;
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+pub fn run(args: &ServeArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rendition serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rendition serve: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rendition serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let store = Store::open(&config.data_dir, config.cache_size_bytes)
+        .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
+    let store = Arc::new(store);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "listen {}: {e} (is another sidecar running?)",
+                config.listen
+            )
+        })?;
+    tracing::info!(
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        workers = config.workers(),
+        proactive = config.variants.proactive_image_variants,
+        "rendition sidecar ready"
+    );
+    let (w, rx) = worker::Worker::new(
+        config,
+        Arc::clone(&store),
+        Box::new(CodecDials::default()),
+        avif::default_encoder(),
+    )?;
+    let handles = worker::run_workers(Arc::clone(&w), rx);
+    let result = server::serve(w, listener).await.map_err(|e| e.to_string());
+    for h in handles {
+        h.abort();
+    }
+    store.flush().map_err(|e| e.to_string())?;
+    result
+}

@@ -1,0 +1,369 @@
+//! The sidecar service over real sockets: a local origin (in this process), the real router
+//! on 127.0.0.1:0, and `/notify` -> `/index` -> `/v` the way the filter will use them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use rendition_shared::{CapabilityMask, FeedPage, IndexEntry, SourceKey};
+use rendition_sidecar::config::Config;
+use rendition_sidecar::encode::avif;
+use rendition_sidecar::quality::CodecDials;
+use rendition_sidecar::store::Store;
+use rendition_sidecar::{server, worker};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A local origin: demo images with validators, plus the cases that must not be optimized.
+async fn origin(hosts_seen: Arc<Mutex<Vec<String>>>) -> SocketAddr {
+    let rocket = common::demo("rocket.jpg");
+    let app = Router::new()
+        .route(
+            "/img/rocket.jpg",
+            get(move |h: HeaderMap| {
+                let rocket = rocket.clone();
+                let seen = Arc::clone(&hosts_seen);
+                async move {
+                    seen.lock().unwrap().push(
+                        h.get(header::HOST)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned(),
+                    );
+                    (
+                        [
+                            (header::CONTENT_TYPE, "image/jpeg"),
+                            (header::ETAG, "\"v1\""),
+                            (header::CACHE_CONTROL, "public, max-age=600"),
+                        ],
+                        rocket,
+                    )
+                }
+            }),
+        )
+        .route(
+            "/img/private.jpg",
+            get(|| async {
+                (
+                    [(header::CACHE_CONTROL, "private, max-age=60")],
+                    common::demo("rocket.jpg"),
+                )
+            }),
+        )
+        .route(
+            "/img/cookie.jpg",
+            get(|| async { ([(header::SET_COOKIE, "s=1")], common::demo("rocket.jpg")) }),
+        )
+        .route(
+            "/img/lying.jpg",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "image/jpeg")],
+                    "<!doctype html><h1>Not found</h1>",
+                )
+            }),
+        )
+        .route(
+            "/img/missing.jpg",
+            get(|| async { StatusCode::NOT_FOUND.into_response() }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+struct Sidecar {
+    addr: SocketAddr,
+    worker: Arc<worker::Worker>,
+    client: reqwest::Client,
+}
+
+async fn sidecar(origin: SocketAddr, tweak: impl FnOnce(&mut Config)) -> Sidecar {
+    let dir = std::env::temp_dir().join(format!(
+        "rendition-service-test-{}-{}",
+        std::process::id(),
+        origin.port()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = Config {
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
+    config.origins.default = Some(format!("http://{origin}"));
+    tweak(&mut config);
+    config.validate().unwrap();
+    let store = Arc::new(Store::open(&dir, config.cache_size_bytes).unwrap());
+    let (w, rx) = worker::Worker::new(
+        config,
+        store,
+        Box::new(CodecDials::default()),
+        avif::default_encoder(),
+    )
+    .unwrap();
+    worker::run_workers(Arc::clone(&w), rx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(server::serve(Arc::clone(&w), listener));
+    Sidecar {
+        addr,
+        worker: w,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Sidecar {
+    async fn notify(&self, path: &str, mask: u32) -> StatusCode {
+        self.client
+            .post(format!("http://{}/notify", self.addr))
+            .json(&serde_json::json!({ "host": "shop.example", "path": path, "mask": mask }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// Long-polls the feed until `pred` holds for the source's entry (bounded: 60 s).
+    async fn wait_for(&self, path: &str, pred: impl Fn(&IndexEntry) -> bool) -> IndexEntry {
+        let id = SourceKey::new("shop.example", path).unwrap().id();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let body = self
+                .client
+                .get(format!("http://{}/index?since=0&wait_ms=500", self.addr))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let page = FeedPage::decode(&body).unwrap();
+            if let Some(e) = page.entries.iter().find(|e| e.key == id && pred(e)) {
+                return *e;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{path}: condition not reached in 60 s");
+    }
+}
+
+fn m(bits: u32) -> CapabilityMask {
+    CapabilityMask::from_bits(bits).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_index_variant_round_trip() {
+    let hosts = Arc::new(Mutex::new(Vec::new()));
+    let o = origin(Arc::clone(&hosts)).await;
+    let sc = sidecar(o, |c| c.variants.proactive_image_variants = true).await;
+    assert_eq!(
+        sc.notify("/img/rocket.jpg", 0x01).await,
+        StatusCode::ACCEPTED
+    );
+    let entry = sc
+        .wait_for("/img/rocket.jpg", |e| e.record.stored.len() == 36)
+        .await;
+    assert!(entry.record.lost.is_empty());
+    assert_eq!(
+        hosts.lock().unwrap().as_slice(),
+        ["shop.example"],
+        "fetched once, with the original Host"
+    );
+
+    // the WebP mobile variant, over the socket
+    let url = format!("http://{}/v/{}/0x01", sc.addr, entry.key);
+    let resp = sc.client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "image/webp");
+    assert_eq!(
+        resp.headers()[header::CACHE_CONTROL],
+        "public, max-age=600",
+        "derived from the origin's"
+    );
+    assert!(resp.headers()[header::VARY]
+        .to_str()
+        .unwrap()
+        .contains("Accept"));
+    let etag = resp.headers()[header::ETAG].clone();
+    let len: usize = resp.headers()[header::CONTENT_LENGTH]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body.len(), len);
+    let (w, h, _) = common::decode_any(&body);
+    assert_eq!((w, h), (480, 320));
+    // conditional GET and HEAD
+    let not_modified = sc
+        .client
+        .get(&url)
+        .header(header::IF_NONE_MATCH, etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
+    let head = sc.client.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(
+        head.headers()[header::CONTENT_LENGTH]
+            .to_str()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        len
+    );
+    // AVIF desktop at full size, and an unknown key
+    let avif = sc
+        .client
+        .get(format!("http://{}/v/{}/0a", sc.addr, entry.key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(avif.headers()[header::CONTENT_TYPE], "image/avif");
+    let unknown = sc
+        .client
+        .get(format!("http://{}/v/{}/0x01", sc.addr, "0".repeat(32)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    // a second notify for an existing variant is skipped (seed: notifications_skipped_dedup)
+    assert_eq!(
+        sc.notify("/img/rocket.jpg", 0x01).await,
+        StatusCode::ACCEPTED
+    );
+    let stats: serde_json::Value = sc
+        .client
+        .get(format!("http://{}/stats", sc.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["notifications_skipped_dedup"], 1);
+    assert_eq!(stats["images_processed"], 1);
+    assert_eq!(
+        stats["variants_written"], 12,
+        "12 encodes answer the 36 slots of a 640 px source"
+    );
+    assert_eq!(stats["proactive_variants_written"], 11);
+    assert!(stats["by_type"]["images"]["us"].as_u64().unwrap() > 0);
+    let metrics = sc
+        .client
+        .get(format!("http://{}/metrics", sc.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("rendition_variants_written_total 12"),
+        "{metrics}"
+    );
+    assert_eq!(hosts.lock().unwrap().len(), 1, "no second fetch");
+
+    // purge by URL: the feed carries an empty record, the variant is gone
+    let purged: serde_json::Value = sc
+        .client
+        .post(format!("http://{}/purge", sc.addr))
+        .json(&serde_json::json!({ "host": "shop.example", "path": "/img/rocket.jpg" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(purged["purged"], 1);
+    sc.wait_for("/img/rocket.jpg", |e| e.record.stored.is_empty())
+        .await;
+    assert_eq!(
+        sc.client.get(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_proactive_only_the_requested_slot_is_made() {
+    let o = origin(Arc::new(Mutex::new(Vec::new()))).await;
+    let sc = sidecar(o, |_| {}).await;
+    assert_eq!(
+        sc.notify("/img/rocket.jpg", 0x8a).await,
+        StatusCode::ACCEPTED
+    );
+    let e = sc
+        .wait_for("/img/rocket.jpg", |e| !e.record.stored.is_empty())
+        .await;
+    // desktop AVIF 1x; the 2x slot is the same size, so it is answered by the same encode
+    assert!(e.record.stored.contains(m(0x0a)));
+    assert!(e
+        .record
+        .stored
+        .iter()
+        .all(|s| s.format() == rendition_shared::ImageFormat::Avif));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_that_must_not_be_optimized_are_refused() {
+    let o = origin(Arc::new(Mutex::new(Vec::new()))).await;
+    let sc = sidecar(o, |_| {}).await;
+    for path in ["/img/private.jpg", "/img/cookie.jpg", "/img/lying.jpg"] {
+        assert_eq!(sc.notify(path, 0x09).await, StatusCode::ACCEPTED);
+        let e = sc.wait_for(path, |e| e.record.refused).await;
+        assert!(e.record.stored.is_empty(), "{path}");
+    }
+    let (_, meta) = sc
+        .worker
+        .store
+        .record(
+            &SourceKey::new("shop.example", "/img/lying.jpg")
+                .unwrap()
+                .id(),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        meta.refused.as_deref(),
+        Some("not an image: text or markup")
+    );
+    // a refused source is not fetched again
+    assert_eq!(
+        sc.notify("/img/lying.jpg", 0x0a).await,
+        StatusCode::ACCEPTED
+    );
+    // bad notifies
+    let bad = sc
+        .client
+        .post(format!("http://{}/notify", sc.addr))
+        .body("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        sc.notify("/img/rocket.jpg", 0x0c).await,
+        StatusCode::BAD_REQUEST,
+        "invalid mask"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfigured_hosts_are_refused() {
+    let o = origin(Arc::new(Mutex::new(Vec::new()))).await;
+    let sc = sidecar(o, |c| {
+        let default = c.origins.default.take().unwrap();
+        c.origins.hosts.insert("other.example".into(), default);
+    })
+    .await;
+    assert_eq!(
+        sc.notify("/img/rocket.jpg", 0x01).await,
+        StatusCode::FORBIDDEN
+    );
+}
