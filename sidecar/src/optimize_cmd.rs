@@ -213,7 +213,10 @@ pub fn optimize_file(file: &Path, out: &Path, encoders: &Encoders<'_>) -> Source
         report.refused = Some(format!("{}: {e}", dir.display()));
         return report;
     }
-    for outcome in pipeline::generate(&prepared, &full_matrix_order(), encoders) {
+    let mut outcomes = pipeline::generate(&prepared, &full_matrix_order(), encoders);
+    let best = pipeline::smallest_full_size(&prepared, &outcomes);
+    outcomes.push(pipeline::generate_svg(&prepared, best));
+    for outcome in outcomes {
         match outcome {
             Outcome::Stored(v) => {
                 let ext = v.encoded.codec.extension();

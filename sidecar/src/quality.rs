@@ -49,7 +49,7 @@ impl QualityPolicy for CodecDials {
             (Codec::Avif, true) => self.avif_save_data,
             (Codec::Jpeg, false) => self.jpeg,
             (Codec::Jpeg, true) => self.jpeg_save_data,
-            (Codec::Png, _) => 100,
+            (Codec::Png | Codec::Svg, _) => 100,
         }
     }
 }

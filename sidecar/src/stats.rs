@@ -37,6 +37,7 @@ counters! {
     avif_generated: "AVIF variants written.",
     jpeg_optimized: "Optimized JPEG variants written.",
     png_optimized: "Optimized PNG variants written.",
+    svg_generated: "SVG variants written (vectorized flat art).",
     store_errors: "Store writes or reads that failed (disk full, corruption).",
     evictions: "Variants evicted to keep the store under cache_size_bytes.",
     variants_served: "Variant responses served.",

@@ -206,7 +206,12 @@ impl Worker {
         let mut requested = vec![job.requested];
         requested.extend(more);
         let wanted = self.wanted(&requested, stored, lost);
-        if wanted.is_empty() {
+        // SVG is a sibling: attempted with proactive generation or a warmup, once per source.
+        let try_svg = (self.config.variants.proactive_image_variants
+            || requested.contains(&Requested::Warmup))
+            && !stored.contains(rendition_shared::SVG_SLOT)
+            && !lost.contains(rendition_shared::SVG_SLOT);
+        if wanted.is_empty() && !try_svg {
             self.stats.add(&self.stats.notifications_skipped_dedup, 1);
             return;
         }
@@ -343,6 +348,7 @@ impl Worker {
                         crate::encode::Codec::Avif => &s.avif_generated,
                         crate::encode::Codec::Jpeg => &s.jpeg_optimized,
                         crate::encode::Codec::Png => &s.png_optimized,
+                        crate::encode::Codec::Svg => &s.svg_generated,
                     };
                     s.add(counter, 1);
                 }

@@ -221,3 +221,33 @@ fn animated_gif_becomes_animated_webp() {
         "every frame kept"
     );
 }
+
+#[test]
+fn flat_logo_gets_a_faithful_svg() {
+    let (p, out) = run(&common::flat_logo_png());
+    assert_eq!(p.class, ContentClass::Illustration);
+    let best = pipeline::smallest_full_size(&p, &out);
+    let svg = match pipeline::generate_svg(&p, best) {
+        Outcome::Stored(v) => v,
+        other => panic!("a flat logo must vectorize: {other:?} (best raster {best:?})"),
+    };
+    assert_eq!(svg.primary, rendition_shared::SVG_SLOT);
+    assert_eq!(svg.encoded.codec, Codec::Svg);
+    assert!(
+        svg.encoded.bytes.len() < best.unwrap(),
+        "smaller than every full-size raster"
+    );
+    let text = String::from_utf8(svg.encoded.bytes.clone()).unwrap();
+    let f = rendition_sidecar::pipeline::vectorize::fidelity(&text, &p.image).unwrap();
+    assert!(f.passes(), "{f:?}");
+}
+
+#[test]
+fn photos_get_no_svg() {
+    let (p, out) = run(&common::demo("rocket.jpg"));
+    let best = pipeline::smallest_full_size(&p, &out);
+    assert!(matches!(
+        pipeline::generate_svg(&p, best),
+        Outcome::Lost { .. }
+    ));
+}

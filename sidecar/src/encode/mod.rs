@@ -18,6 +18,7 @@ pub enum Codec {
     Avif,
     Jpeg,
     Png,
+    Svg,
 }
 
 impl Codec {
@@ -27,6 +28,7 @@ impl Codec {
             Self::Avif => "image/avif",
             Self::Jpeg => "image/jpeg",
             Self::Png => "image/png",
+            Self::Svg => "image/svg+xml",
         }
     }
 
@@ -36,6 +38,7 @@ impl Codec {
             Self::Avif => "avif",
             Self::Jpeg => "jpg",
             Self::Png => "png",
+            Self::Svg => "svg",
         }
     }
 

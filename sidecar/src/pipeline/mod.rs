@@ -10,7 +10,8 @@
 //! 8. per output size: [`resize`] once
 //! 9. per missing format at that size: encode (`crate::encode`), with a quality policy
 //! 10. size gate: a variant not smaller than the source is dropped, and that is remembered
-//! 11. store (the service's job: `crate::store`)
+//! 11. [`vectorize`]: eligible flat art also gets one SVG, when faithful and smaller
+//! 12. store (the service's job: `crate::store`)
 //!
 //! [`prepare`] runs steps 2-7 once per source; [`generate`] runs 8-10 for the wanted slots.
 
@@ -22,13 +23,16 @@ pub mod orient;
 pub mod probe;
 pub mod resize;
 pub mod sniff;
+pub mod vectorize;
 
 use crate::encode::{self, avif::AvifEncoder, Codec, EncodeHints, Encoded};
 use crate::quality::QualityPolicy;
 use classify::{ContentClass, ImageStats};
 use decode::Frame;
 use probe::Limits;
-use rendition_shared::{plan_encodes, CapabilityMask, ImageFormat, SlotSet, ViewportWidths};
+use rendition_shared::{
+    plan_encodes, CapabilityMask, ImageFormat, SlotSet, ViewportWidths, SVG_SLOT,
+};
 use sniff::SourceFormat;
 use std::time::{Duration, Instant};
 
@@ -245,6 +249,7 @@ pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -
                 (Codec::Avif, _) => enc.avif.encode(pixels, quality, hints),
                 (Codec::Jpeg, _) => encode::jpeg::encode(pixels, quality, hints),
                 (Codec::Png, _) => encode::png::encode(pixels),
+                (Codec::Svg, _) => Err("svg is made by vectorize, not the matrix".to_owned()),
             };
             let encode_time = started.elapsed();
             outcomes.push(match result {
@@ -275,4 +280,66 @@ pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -
         }
     }
     outcomes
+}
+
+/// Step 11: the SVG slot for `src`, stored when eligible, faithful and smaller than both the
+/// source and `best_raster` (the smallest full-size raster variant, when one was made).
+pub fn generate_svg(src: &Prepared, best_raster: Option<usize>) -> Outcome {
+    let slots: SlotSet = [SVG_SLOT].into_iter().collect();
+    let lost = |reason: String| Outcome::Lost { slots, reason };
+    if let Err(why) = vectorize::eligible(src) {
+        return lost(format!("no SVG: {why}"));
+    }
+    let started = Instant::now();
+    let svg = match vectorize::vectorize(&src.image) {
+        Ok(s) => s,
+        Err(error) => return Outcome::Failed { slots, error },
+    };
+    let fidelity = match vectorize::fidelity(&svg, &src.image) {
+        Ok(f) => f,
+        Err(error) => return Outcome::Failed { slots, error },
+    };
+    if !fidelity.passes() {
+        return lost(format!(
+            "no SVG: traced image differs (mean error {:.2}, {:.2}% pixels off)",
+            fidelity.mean_error,
+            fidelity.bad_share * 100.0
+        ));
+    }
+    let limit = best_raster.map_or(src.source_bytes, |b| (b as u64).min(src.source_bytes));
+    if svg.len() as u64 >= limit {
+        return lost(format!(
+            "no SVG: {} bytes, not smaller than {limit}",
+            svg.len()
+        ));
+    }
+    Outcome::Stored(Variant {
+        primary: SVG_SLOT,
+        slots,
+        width: src.image.width,
+        height: src.image.height,
+        encoded: Encoded {
+            codec: Codec::Svg,
+            bytes: svg.into_bytes(),
+            quality: 100,
+            lossless: false,
+        },
+        encode_time: started.elapsed(),
+    })
+}
+
+/// The smallest stored raster variant at the source's full size, in bytes.
+pub fn smallest_full_size(src: &Prepared, outcomes: &[Outcome]) -> Option<usize> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Stored(v)
+                if (v.width, v.height) == (src.image.width, src.image.height)
+                    && v.encoded.codec != Codec::Svg =>
+            {
+                Some(v.encoded.bytes.len())
+            }
+            _ => None,
+        })
+        .min()
 }

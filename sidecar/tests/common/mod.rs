@@ -184,3 +184,41 @@ pub fn decode_any(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
         (p.image.width, p.image.height, p.image.data)
     }
 }
+
+/// A flat logo, 900x600 with a transparent background: a ring, a bar and a triangle, with
+/// 2x2-supersampled anti-aliased edges as a drawing program makes them. Vectorizable art.
+pub fn flat_logo_png() -> Vec<u8> {
+    let shape = |x: f32, y: f32| -> Option<[u8; 4]> {
+        let r = ((x - 300.0).powi(2) + (y - 300.0).powi(2)).sqrt();
+        if (150.0..230.0).contains(&r) {
+            Some([220, 40, 40, 255])
+        } else if (560.0..840.0).contains(&x) && (120.0..200.0).contains(&y) {
+            Some([30, 60, 200, 255])
+        } else if y > 260.0 && y < 520.0 && (x - 700.0).abs() < (y - 260.0) * 0.6 {
+            Some([250, 190, 20, 255])
+        } else {
+            None
+        }
+    };
+    let mut img = RgbaImage::from_pixel(900, 600, image::Rgba([0, 0, 0, 0]));
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        let (mut acc, mut n) = ([0u32; 3], 0u32);
+        for (ox, oy) in [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
+            if let Some(c) = shape(x as f32 + ox, y as f32 + oy) {
+                for i in 0..3 {
+                    acc[i] += u32::from(c[i]);
+                }
+                n += 1;
+            }
+        }
+        if n > 0 {
+            *p = image::Rgba([
+                (acc[0] / n) as u8,
+                (acc[1] / n) as u8,
+                (acc[2] / n) as u8,
+                (n * 255 / 4) as u8,
+            ]);
+        }
+    }
+    png(&img)
+}
