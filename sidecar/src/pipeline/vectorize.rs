@@ -149,7 +149,7 @@ mod tests {
             seed ^= seed << 13;
             seed ^= seed >> 17;
             seed ^= seed << 5;
-            let v = if seed % 2 == 0 { 30 } else { 230 };
+            let v = if seed.is_multiple_of(2) { 30 } else { 230 };
             data.extend_from_slice(&[v, v, v, 255]);
         }
         let img = Rgba {

@@ -211,13 +211,12 @@ pub fn flat_logo_png() -> Vec<u8> {
                 n += 1;
             }
         }
-        if n > 0 {
-            *p = image::Rgba([
-                (acc[0] / n) as u8,
-                (acc[1] / n) as u8,
-                (acc[2] / n) as u8,
-                (n * 255 / 4) as u8,
-            ]);
+        if let (Some(r), Some(g), Some(b)) = (
+            acc[0].checked_div(n),
+            acc[1].checked_div(n),
+            acc[2].checked_div(n),
+        ) {
+            *p = image::Rgba([r as u8, g as u8, b as u8, (n * 255 / 4) as u8]);
         }
     }
     png(&img)
