@@ -18,7 +18,7 @@ fn run(bytes: &[u8]) -> (Prepared, Vec<Outcome>) {
     let enc = Encoders {
         widths: ViewportWidths::default(),
         quality: &dials,
-        avif: &Libaom,
+        avif: &Libaom::default(),
     };
     let outcomes = pipeline::generate(&prepared, &full_matrix_order(), &enc);
     (prepared, outcomes)
@@ -250,4 +250,34 @@ fn photos_get_no_svg() {
         pipeline::generate_svg(&p, best),
         Outcome::Lost { .. }
     ));
+}
+
+#[test]
+fn classification_of_real_images() {
+    let table = [
+        (
+            "rocket.jpg",
+            common::demo("rocket.jpg"),
+            ContentClass::Photo,
+        ),
+        (
+            "coffee.png",
+            common::demo("coffee.png"),
+            ContentClass::Photo,
+        ),
+        (
+            "logo.png",
+            common::demo("logo.png"),
+            ContentClass::Illustration,
+        ),
+        (
+            "flat logo",
+            common::flat_logo_png(),
+            ContentClass::Illustration,
+        ),
+    ];
+    for (name, bytes, class) in table {
+        let p = pipeline::prepare(&bytes, &Default::default()).unwrap();
+        assert_eq!(p.class, class, "{name}: {:?}", p.stats);
+    }
 }

@@ -15,12 +15,20 @@ pub trait AvifEncoder: Send + Sync {
     fn encode(&self, img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, String>;
 }
 
-/// Encoder speed (0 slowest .. 10 fastest).
+/// Encoder speed (0 slowest .. 10 fastest): seed 004 uses 6.
 pub const SPEED: u8 = 6;
 
 /// libaom via libavif.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Libaom;
+#[derive(Debug, Clone, Copy)]
+pub struct Libaom {
+    pub speed: u8,
+}
+
+impl Default for Libaom {
+    fn default() -> Self {
+        Libaom { speed: SPEED }
+    }
+}
 
 impl AvifEncoder for Libaom {
     fn name(&self) -> &'static str {
@@ -56,8 +64,17 @@ impl AvifEncoder for Libaom {
 
 /// rav1e via ravif.
 #[cfg(feature = "ravif")]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Rav1e;
+#[derive(Debug, Clone, Copy)]
+pub struct Rav1e {
+    pub speed: u8,
+}
+
+#[cfg(feature = "ravif")]
+impl Default for Rav1e {
+    fn default() -> Self {
+        Rav1e { speed: SPEED }
+    }
+}
 
 #[cfg(feature = "ravif")]
 impl AvifEncoder for Rav1e {
@@ -71,7 +88,7 @@ impl AvifEncoder for Rav1e {
         let res = ravif::Encoder::new()
             .with_quality(f32::from(quality))
             .with_alpha_quality(f32::from(quality.max(75)))
-            .with_speed(SPEED)
+            .with_speed(self.speed)
             .with_num_threads(Some(1))
             .encode_rgba(ravif::Img::new(
                 pixels,
@@ -90,5 +107,5 @@ impl AvifEncoder for Rav1e {
 
 /// The encoder this build uses by default.
 pub fn default_encoder() -> Box<dyn AvifEncoder> {
-    Box::new(Libaom)
+    Box::new(Libaom::default())
 }

@@ -102,13 +102,17 @@ pub fn stats(img: &Rgba) -> ImageStats {
     }
 }
 
-/// The class from the statistics. Thresholds were set on the demo and corpus images: flat art
-/// has few colours or long runs of identical pixels; screenshots have runs *and* hard edges
-/// (text); noisy photos have grain in their smooth areas and almost no identical neighbours.
+/// The class from the statistics. Thresholds were set on the demo images and the MATE photos
+/// of benches/fixtures.sh: flat art has few colours, or runs of identical pixels *and* few
+/// colours *and* hard edges (smooth, heavily compressed photos also have runs of identical
+/// pixels, but thousands of colours and no hard edges); screenshots have runs and many hard
+/// edges (text); noisy photos have grain in smooth areas and almost no identical neighbours.
 pub fn classify(s: &ImageStats) -> ContentClass {
     if s.flat_ratio >= 0.35 && s.edge_ratio >= 0.04 && s.unique_colors > 64 {
         ContentClass::Screenshot
-    } else if s.unique_colors <= 256 || s.flat_ratio >= 0.5 {
+    } else if s.unique_colors <= 256
+        || (s.flat_ratio >= 0.5 && s.unique_colors <= 4096 && s.edge_ratio >= 0.002)
+    {
         ContentClass::Illustration
     } else if s.noise >= 5.0 && s.flat_ratio < 0.05 {
         ContentClass::Noisy
