@@ -16,7 +16,7 @@ WASM_OUT := $(CARGO_TARGET_DIR)/wasm/wasm32-wasip1/release
 FILTER_WASM := $(WASM_OUT)/rendition_filter.wasm
 ENVOY := $(ROOT)/.tools/bin/envoy
 
-.PHONY: help setup build wasm test test-host test-wasm lint bench demo clean
+.PHONY: help setup build wasm test test-host test-wasm test-e2e lint bench demo clean
 
 help:
 	@echo "make demo   build and start origin + sidecar + Envoy, and show it working"
@@ -35,7 +35,7 @@ wasm: setup
 	@mkdir -p dist && cp $(FILTER_WASM) dist/rendition_filter.wasm
 	@echo "wasm: dist/rendition_filter.wasm ($$(stat -c %s dist/rendition_filter.wasm) bytes)"
 
-test: setup test-host test-wasm
+test: setup test-host test-wasm test-e2e
 	@echo "make test: all passed"
 
 test-host:
@@ -46,15 +46,27 @@ test-host:
 # (--mode validate instantiates the V8 VMs, so a module that traps on start fails here).
 test-wasm: wasm
 	scripts/envoy-validate.sh dist/rendition_filter.wasm
-	tests/e2e/filter_smoke.sh
+
+# End to end through the real processes (Envoy + filter, sidecar, origin). Uses the debug
+# sidecar `cargo test` already built (its dependencies are optimized), not a second build.
+test-e2e: test-host wasm
+	RENDITION_BIN=$(CARGO_TARGET_DIR)/debug/rendition tests/e2e/filter_smoke.sh
 
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(WASM_CARGO) clippy --release -p rendition-shared -p rendition-filter -- -D warnings
 
+# Benchmarks (not part of make test): parse+select, then the sidecar's pipeline on real photos
+# (seed 004's decode-once claim, per-format encodes, AVIF encoders incl. rav1e), then the real
+# service's throughput. Results: docs/benchmarks.md.
 bench: setup
 	$(CARGO) bench -p rendition-shared --bench parse_select
+	benches/fixtures.sh
+	$(CARGO) bench -p rendition-sidecar --features ravif --bench matrix
+	$(CARGO) build --release -p rendition-sidecar
+	benches/throughput.sh benches/.fixtures/photo-2mp.jpg 8
+	benches/throughput.sh benches/.fixtures/photo-12mp.jpg 2
 
 demo: setup build
 	scripts/demo.sh
