@@ -164,8 +164,9 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| err(&path.display().to_string(), e.to_string()))?;
         toml::from_str(&text).map_err(|e| {
-            // toml names the offending key in its message ("unknown field `x`", "invalid type ... for key `y`")
-            err(&path.display().to_string(), e.message().to_owned())
+            let key = e.span().and_then(|span| key_at(&text, span.start));
+            let key = key.unwrap_or_else(|| path.display().to_string());
+            err(&key, e.message().to_owned())
         })
     }
 
@@ -225,6 +226,25 @@ impl Config {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
     }
+}
+
+/// The dotted key (`variants.mobile_width`) of the `key = value` line holding byte `at`, from
+/// the line itself and the nearest `[table]` header above it. toml's own message names the
+/// key for unknown fields but not for a value of the wrong type.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let name = line.split_once('=')?.0.trim().trim_matches('"');
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')))
+        .map(|t| t.trim().to_owned());
+    Some(match table {
+        Some(t) => format!("{t}.{name}"),
+        None => name.to_owned(),
+    })
 }
 
 fn check_base_url(key: &str, url: &str) -> Result<(), ConfigError> {

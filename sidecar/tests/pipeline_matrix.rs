@@ -281,3 +281,26 @@ fn classification_of_real_images() {
         assert_eq!(p.class, class, "{name}: {:?}", p.stats);
     }
 }
+
+#[test]
+fn avif_speed_reaches_the_encoder() {
+    use rendition_sidecar::encode::avif::AvifEncoder;
+    let p = pipeline::prepare(&common::demo("rocket.jpg"), &Default::default()).unwrap();
+    let hints = rendition_sidecar::encode::EncodeHints {
+        class: p.class,
+        grayscale: false,
+        opaque: true,
+    };
+    let s6 = Libaom { speed: 6 }
+        .encode(&p.image, 60, hints)
+        .unwrap()
+        .bytes;
+    let s8 = Libaom { speed: 8 }
+        .encode(&p.image, 60, hints)
+        .unwrap()
+        .bytes;
+    assert_ne!(
+        s6, s8,
+        "libaom speed 6 and 8 must produce different streams"
+    );
+}

@@ -50,7 +50,7 @@ impl AvifEncoder for Libaom {
         let mut enc = Encoder::new();
         enc.set_quality(quality)
             .set_alpha_quality(quality.max(75))
-            .set_speed(SPEED)
+            .set_speed(self.speed)
             .set_max_threads(1);
         let data = enc.encode(&image).map_err(|e| format!("avif: {e:?}"))?;
         Ok(Encoded {
