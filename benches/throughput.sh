@@ -25,7 +25,10 @@ pids+=($!)
   --proactive-image-variants --cache-size-bytes 10000000000 >"$work/sidecar.log" 2>&1 &
 sidecar=$!
 pids+=($sidecar)
-for _ in $(seq 100); do curl -fs 127.0.0.1:18181/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 100); do
+  curl -fs 127.0.0.1:18181/healthz >/dev/null 2>&1 && curl -fs -o /dev/null 127.0.0.1:18080/photo.jpg && break
+  sleep 0.1
+done
 start=$(date +%s.%N)
 for i in $(seq "$n"); do
   curl -fs -o /dev/null -X POST 127.0.0.1:18181/notify -H 'content-type: application/json' \
@@ -33,8 +36,10 @@ for i in $(seq "$n"); do
 done
 deadline=$(( $(date +%s) + 1800 ))
 while :; do
-  done_n=$(curl -fs 127.0.0.1:18181/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_processed"])')
+  read -r done_n failed < <(curl -fs 127.0.0.1:18181/stats |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["images_processed"], d["fetch_errors"] + d["images_refused"])')
   [[ $done_n -ge $n ]] && break
+  ((failed == 0)) || { echo "throughput: $failed sources failed; see the log:" >&2; tail -5 "$work/sidecar.log" >&2; exit 1; }
   (( $(date +%s) < deadline )) || { echo "throughput: timed out" >&2; exit 1; }
   sleep 0.2
 done
