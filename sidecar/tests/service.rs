@@ -118,9 +118,14 @@ async fn sidecar(origin: SocketAddr, tweak: impl FnOnce(&mut Config)) -> Sidecar
 
 impl Sidecar {
     async fn notify(&self, path: &str, mask: u32) -> StatusCode {
+        self.notify_with(serde_json::json!({ "host": "shop.example", "path": path, "mask": mask }))
+            .await
+    }
+
+    async fn notify_with(&self, body: serde_json::Value) -> StatusCode {
         self.client
             .post(format!("http://{}/notify", self.addr))
-            .json(&serde_json::json!({ "host": "shop.example", "path": path, "mask": mask }))
+            .json(&body)
             .send()
             .await
             .unwrap()
@@ -365,5 +370,36 @@ async fn unconfigured_hosts_are_refused() {
     assert_eq!(
         sc.notify("/img/rocket.jpg", 0x01).await,
         StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_validators_regenerate_the_source() {
+    let hosts = Arc::new(Mutex::new(Vec::new()));
+    let o = origin(Arc::clone(&hosts)).await;
+    let sc = sidecar(o, |_| {}).await;
+    assert_eq!(
+        sc.notify("/img/rocket.jpg", 0x01).await,
+        StatusCode::ACCEPTED
+    );
+    let first = sc
+        .wait_for("/img/rocket.jpg", |e| e.record.stored.contains(m(0x01)))
+        .await;
+    let (_, meta) = sc.worker.store.record(&first.key).unwrap().unwrap();
+    assert_eq!(meta.etag.as_deref(), Some("\"v1\""), "validators kept");
+    // same validators: nothing to do
+    let same = serde_json::json!({ "host": "shop.example", "path": "/img/rocket.jpg", "mask": 1, "etag": "\"v1\"" });
+    assert_eq!(sc.notify_with(same).await, StatusCode::ACCEPTED);
+    // the filter saw another ETag at the origin: purge and regenerate from a fresh fetch
+    let changed = serde_json::json!({ "host": "shop.example", "path": "/img/rocket.jpg", "mask": 1, "etag": "\"v2\"" });
+    assert_eq!(sc.notify_with(changed).await, StatusCode::ACCEPTED);
+    sc.wait_for("/img/rocket.jpg", |e| {
+        e.record.seq > first.record.seq && e.record.stored.contains(m(0x01))
+    })
+    .await;
+    assert_eq!(
+        hosts.lock().unwrap().len(),
+        2,
+        "fetched again after the change"
     );
 }
