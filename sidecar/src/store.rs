@@ -378,13 +378,7 @@ impl Store {
                         refused: None,
                         ..source.clone()
                     };
-                    let value = match encode_record(&record, &smeta) {
-                        Ok(v) => v,
-                        Err(e) => return tx_err(e),
-                    };
-                    records.insert(&id.0, value)?;
-                    feed.remove(&old_seq.to_be_bytes())?;
-                    feed.insert(&seq.to_be_bytes(), &id.0)?;
+                    publish(records, feed, &id, old_seq, &record, &smeta)?;
                     add_bytes(meta, delta)?;
                     Ok(delta)
                 }),
@@ -417,14 +411,7 @@ impl Store {
                 updated: now_secs(),
                 ..source.clone()
             };
-            let value = match encode_record(&record, &meta) {
-                Ok(v) => v,
-                Err(e) => return tx_err(e),
-            };
-            records.insert(&id.0, value)?;
-            feed.remove(&old.to_be_bytes())?;
-            feed.insert(&seq.to_be_bytes(), &id.0)?;
-            Ok(())
+            publish(records, feed, &id, old, &record, &meta)
         }))?;
         Ok(seq)
     }
@@ -542,15 +529,10 @@ impl Store {
                             Ok(r) => r,
                             Err(e) => return tx_err(e),
                         };
-                        feed.remove(&record.seq.to_be_bytes())?;
+                        let old_seq = record.seq;
                         record.stored = record.stored.difference(slots);
                         record.seq = seq;
-                        let value = match encode_record(&record, &smeta) {
-                            Ok(v) => v,
-                            Err(e) => return tx_err(e),
-                        };
-                        records.insert(&id.0, value)?;
-                        feed.insert(&seq.to_be_bytes(), &id.0)?;
+                        publish(records, feed, id, old_seq, &record, &smeta)?;
                     }
                     add_bytes(meta, delta)?;
                     Ok(delta)
@@ -581,24 +563,16 @@ impl Store {
                     for s in SlotSet::ALL.iter() {
                         delta -= remove_slot(variants, lru, access, id, s)?;
                     }
-                    feed.remove(&record.seq.to_be_bytes())?;
                     let tomb = IndexRecord {
                         seq,
                         ..IndexRecord::default()
                     };
-                    let value = match encode_record(
-                        &tomb,
-                        &SourceMeta {
-                            key: smeta.key.clone(),
-                            updated: now_secs(),
-                            ..SourceMeta::default()
-                        },
-                    ) {
-                        Ok(v) => v,
-                        Err(e) => return tx_err(e),
+                    let tomb_meta = SourceMeta {
+                        key: smeta.key.clone(),
+                        updated: now_secs(),
+                        ..SourceMeta::default()
                     };
-                    records.insert(&id.0, value)?;
-                    feed.insert(&seq.to_be_bytes(), &id.0)?;
+                    publish(records, feed, id, record.seq, &tomb, &tomb_meta)?;
                     add_bytes(meta, delta)?;
                     Ok(delta)
                 }),
@@ -739,6 +713,26 @@ fn parse_access(v: &[u8]) -> Option<(u64, u64)> {
     let tick = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
     let time = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
     Some((tick, time))
+}
+
+/// Writes a source's record (already carrying its new sequence number) and moves the source's
+/// feed entry from `old_seq` to it: the feed holds one entry per source, its newest change.
+fn publish(
+    records: &TransactionalTree,
+    feed: &TransactionalTree,
+    id: &KeyId,
+    old_seq: u64,
+    record: &IndexRecord,
+    meta: &SourceMeta,
+) -> TxResult<()> {
+    let value = match encode_record(record, meta) {
+        Ok(v) => v,
+        Err(e) => return tx_err(e),
+    };
+    records.insert(&id.0, value)?;
+    feed.remove(&old_seq.to_be_bytes())?;
+    feed.insert(&record.seq.to_be_bytes(), &id.0)?;
+    Ok(())
 }
 
 fn add_bytes(meta: &TransactionalTree, delta: i64) -> TxResult<()> {
