@@ -317,73 +317,68 @@ impl Store {
                 blobs.push((v, encode_blob(&meta, &v.encoded.bytes)?));
             }
         }
-        let delta = flatten(
-            (
-                &self.variants,
-                &self.records,
-                &self.feed,
-                &self.lru,
-                &self.access,
-                &self.meta,
-            )
-                .transaction(|(variants, records, feed, lru, access, meta)| {
-                    let (mut record, mut smeta) = match records.get(id.0)? {
-                        Some(v) => match decode_record(&v) {
-                            Ok(r) => r,
-                            Err(e) => return tx_err(e),
-                        },
-                        None => (IndexRecord::default(), SourceMeta::default()),
-                    };
-                    let mut delta: i64 = 0;
-                    for (v, blob) in &blobs {
-                        for slot in v.slots.iter() {
-                            delta -= remove_slot(variants, lru, access, &id, slot)?;
-                        }
-                        variants.insert(&variant_key(&id, v.primary), blob.as_slice())?;
-                        delta += blob.len() as i64;
-                        for slot in v.slots.iter().filter(|s| *s != v.primary) {
-                            variants.insert(
-                                &variant_key(&id, slot),
-                                &[
-                                    MAGIC[0],
-                                    MAGIC[1],
-                                    VERSION,
-                                    KIND_ALIAS,
-                                    v.primary.bits() as u8,
-                                ][..],
-                            )?;
-                        }
-                        lru.insert(&lru_key(seq, &id, v.primary), &[][..])?;
-                        access.insert(&variant_key(&id, v.primary), &access_value(seq, now))?;
-                        record.stored = record.stored.union(v.slots);
-                        record.lost = record.lost.difference(v.slots);
+        self.change(|tx| {
+            let Tx {
+                variants,
+                records,
+                feed,
+                lru,
+                access,
+            } = *tx;
+            let (mut record, mut smeta) = match records.get(id.0)? {
+                Some(v) => match decode_record(&v) {
+                    Ok(r) => r,
+                    Err(e) => return tx_err(e),
+                },
+                None => (IndexRecord::default(), SourceMeta::default()),
+            };
+            let mut delta: i64 = 0;
+            for (v, blob) in &blobs {
+                for slot in v.slots.iter() {
+                    delta -= remove_slot(variants, lru, access, &id, slot)?;
+                }
+                variants.insert(&variant_key(&id, v.primary), blob.as_slice())?;
+                delta += blob.len() as i64;
+                for slot in v.slots.iter().filter(|s| *s != v.primary) {
+                    variants.insert(
+                        &variant_key(&id, slot),
+                        &[
+                            MAGIC[0],
+                            MAGIC[1],
+                            VERSION,
+                            KIND_ALIAS,
+                            v.primary.bits() as u8,
+                        ][..],
+                    )?;
+                }
+                lru.insert(&lru_key(seq, &id, v.primary), &[][..])?;
+                access.insert(&variant_key(&id, v.primary), &access_value(seq, now))?;
+                record.stored = record.stored.union(v.slots);
+                record.lost = record.lost.difference(v.slots);
+            }
+            let mut lost_reasons = smeta.lost_reasons.clone();
+            for o in outcomes {
+                if let Outcome::Lost { slots, reason } = o {
+                    let fresh = slots.difference(record.stored);
+                    record.lost = record.lost.union(fresh);
+                    for s in fresh.iter() {
+                        lost_reasons.retain(|(m, _)| u32::from(*m) != s.bits());
+                        lost_reasons.push((s.bits() as u8, reason.clone()));
                     }
-                    let mut lost_reasons = smeta.lost_reasons.clone();
-                    for o in outcomes {
-                        if let Outcome::Lost { slots, reason } = o {
-                            let fresh = slots.difference(record.stored);
-                            record.lost = record.lost.union(fresh);
-                            for s in fresh.iter() {
-                                lost_reasons.retain(|(m, _)| u32::from(*m) != s.bits());
-                                lost_reasons.push((s.bits() as u8, reason.clone()));
-                            }
-                        }
-                    }
-                    let old_seq = record.seq;
-                    record.seq = seq;
-                    record.refused = false;
-                    smeta = SourceMeta {
-                        lost_reasons,
-                        updated: now,
-                        refused: None,
-                        ..source.clone()
-                    };
-                    publish(records, feed, &id, old_seq, &record, &smeta)?;
-                    add_bytes(meta, delta)?;
-                    Ok(delta)
-                }),
-        )?;
-        self.apply_delta(delta);
+                }
+            }
+            let old_seq = record.seq;
+            record.seq = seq;
+            record.refused = false;
+            smeta = SourceMeta {
+                lost_reasons,
+                updated: now,
+                refused: None,
+                ..source.clone()
+            };
+            publish(records, feed, &id, old_seq, &record, &smeta)?;
+            Ok(delta)
+        })?;
         Ok(seq)
     }
 
@@ -500,45 +495,40 @@ impl Store {
         lru_entry: &[u8],
     ) -> Result<(), StoreError> {
         let seq = self.db.generate_id()? + 1;
-        let delta = flatten(
-            (
-                &self.variants,
-                &self.records,
-                &self.feed,
-                &self.lru,
-                &self.access,
-                &self.meta,
-            )
-                .transaction(|(variants, records, feed, lru, access, meta)| {
-                    lru.remove(lru_entry)?;
-                    let slots = match variants.get(variant_key(id, primary))? {
-                        Some(v) => match decode_entry(&v) {
-                            Ok(Entry::Blob { meta, .. }) => {
-                                SlotSet::from_bits(meta.slots).unwrap_or_default()
-                            }
-                            _ => SlotSet::EMPTY,
-                        },
-                        None => return Ok(0), // already gone: a stale LRU entry
-                    };
-                    let mut delta = 0;
-                    for s in slots.iter().chain(std::iter::once(primary)) {
-                        delta -= remove_slot(variants, lru, access, id, s)?;
+        self.change(|tx| {
+            let Tx {
+                variants,
+                records,
+                feed,
+                lru,
+                access,
+            } = *tx;
+            lru.remove(lru_entry)?;
+            let slots = match variants.get(variant_key(id, primary))? {
+                Some(v) => match decode_entry(&v) {
+                    Ok(Entry::Blob { meta, .. }) => {
+                        SlotSet::from_bits(meta.slots).unwrap_or_default()
                     }
-                    if let Some(v) = records.get(id.0)? {
-                        let (mut record, smeta) = match decode_record(&v) {
-                            Ok(r) => r,
-                            Err(e) => return tx_err(e),
-                        };
-                        let old_seq = record.seq;
-                        record.stored = record.stored.difference(slots);
-                        record.seq = seq;
-                        publish(records, feed, id, old_seq, &record, &smeta)?;
-                    }
-                    add_bytes(meta, delta)?;
-                    Ok(delta)
-                }),
-        )?;
-        self.apply_delta(delta);
+                    _ => SlotSet::EMPTY,
+                },
+                None => return Ok(0), // already gone: a stale LRU entry
+            };
+            let mut delta = 0;
+            for s in slots.iter().chain(std::iter::once(primary)) {
+                delta -= remove_slot(variants, lru, access, id, s)?;
+            }
+            if let Some(v) = records.get(id.0)? {
+                let (mut record, smeta) = match decode_record(&v) {
+                    Ok(r) => r,
+                    Err(e) => return tx_err(e),
+                };
+                let old_seq = record.seq;
+                record.stored = record.stored.difference(slots);
+                record.seq = seq;
+                publish(records, feed, id, old_seq, &record, &smeta)?;
+            }
+            Ok(delta)
+        })?;
         Ok(())
     }
 
@@ -549,35 +539,30 @@ impl Store {
             return Ok(false);
         };
         let seq = self.db.generate_id()? + 1;
-        let delta = flatten(
-            (
-                &self.variants,
-                &self.records,
-                &self.feed,
-                &self.lru,
-                &self.access,
-                &self.meta,
-            )
-                .transaction(|(variants, records, feed, lru, access, meta)| {
-                    let mut delta = 0;
-                    for s in SlotSet::ALL.iter() {
-                        delta -= remove_slot(variants, lru, access, id, s)?;
-                    }
-                    let tomb = IndexRecord {
-                        seq,
-                        ..IndexRecord::default()
-                    };
-                    let tomb_meta = SourceMeta {
-                        key: smeta.key.clone(),
-                        updated: now_secs(),
-                        ..SourceMeta::default()
-                    };
-                    publish(records, feed, id, record.seq, &tomb, &tomb_meta)?;
-                    add_bytes(meta, delta)?;
-                    Ok(delta)
-                }),
-        )?;
-        self.apply_delta(delta);
+        self.change(|tx| {
+            let Tx {
+                variants,
+                records,
+                feed,
+                lru,
+                access,
+            } = *tx;
+            let mut delta = 0;
+            for s in SlotSet::ALL.iter() {
+                delta -= remove_slot(variants, lru, access, id, s)?;
+            }
+            let tomb = IndexRecord {
+                seq,
+                ..IndexRecord::default()
+            };
+            let tomb_meta = SourceMeta {
+                key: smeta.key.clone(),
+                updated: now_secs(),
+                ..SourceMeta::default()
+            };
+            publish(records, feed, id, record.seq, &tomb, &tomb_meta)?;
+            Ok(delta)
+        })?;
         Ok(true)
     }
 
@@ -666,6 +651,35 @@ impl Store {
         Ok(())
     }
 
+    /// Runs one change across all trees as a single sled transaction. `f` returns the payload
+    /// byte delta; the persisted counter and the in-memory one are updated with it, so no
+    /// change can forget them.
+    fn change(&self, f: impl Fn(&Tx<'_>) -> TxResult<i64>) -> Result<(), StoreError> {
+        let trees = (
+            &self.variants,
+            &self.records,
+            &self.feed,
+            &self.lru,
+            &self.access,
+            &self.meta,
+        );
+        let delta = flatten(
+            trees.transaction(|(variants, records, feed, lru, access, meta)| {
+                let delta = f(&Tx {
+                    variants,
+                    records,
+                    feed,
+                    lru,
+                    access,
+                })?;
+                add_bytes(meta, delta)?;
+                Ok(delta)
+            }),
+        )?;
+        self.apply_delta(delta);
+        Ok(())
+    }
+
     fn apply_delta(&self, delta: i64) {
         if delta >= 0 {
             self.payload_bytes
@@ -679,6 +693,16 @@ impl Store {
                 });
         }
     }
+}
+
+/// The trees a change may touch (the byte counter in `meta` is `Store::change`'s job).
+#[derive(Clone, Copy)]
+struct Tx<'a> {
+    variants: &'a TransactionalTree,
+    records: &'a TransactionalTree,
+    feed: &'a TransactionalTree,
+    lru: &'a TransactionalTree,
+    access: &'a TransactionalTree,
 }
 
 /// Removes one slot's entry (and, for a blob, its LRU entries); returns the bytes freed.
