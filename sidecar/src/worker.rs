@@ -107,7 +107,16 @@ impl Worker {
             return Submitted::Dropped;
         };
         if let Some(p) = pending.get_mut(&id) {
-            if p.job.requested != job.requested && !p.more.contains(&job.requested) {
+            // New validators mean the source changed: the (re)run must see them, and a run
+            // already under way must run again, even for a slot it is making.
+            let changed = (job.etag.is_some() && job.etag != p.job.etag)
+                || (job.last_modified.is_some() && job.last_modified != p.job.last_modified);
+            if changed {
+                p.job.etag = job.etag;
+                p.job.last_modified = job.last_modified;
+            }
+            let new_slot = p.job.requested != job.requested && !p.more.contains(&job.requested);
+            if new_slot || (changed && p.running) {
                 p.more.push(job.requested);
             }
             return Submitted::Merged;
