@@ -1,123 +1,201 @@
-//! Rendition's proxy-wasm filter: a thin shell that feeds Envoy's request to
+//! Rendition's proxy-wasm module: a thin shell that feeds Envoy's requests to
 //! `rendition-shared` and acts on its decisions. Image bytes never pass through the VM.
 //!
-//! Today the filter classifies each request, strips client-sent `x-rendition-*` headers,
-//! computes the capability mask and reports it in the `x-rendition` response header. The index
-//! lookup, hit routing and the notify to the sidecar come with the filter issue; until then
-//! every image is served by the origin, and the header says `miss` because no variant exists.
+//! One module, two roles, chosen by the plugin configuration (see [`config`]):
+//! * **HTTP filter** (per worker): [`http::ImageRequest`] classifies each request, computes the
+//!   capability mask, reads the index from shared data and routes hits to the sidecar; the
+//!   root context sends the notifies the requests queue ([`outbox`]).
+//! * **Index sync** (one per process, `envoy.bootstrap.wasm` with `singleton: true`):
+//!   [`sync::IndexSync`] follows the sidecar's change feed into shared data.
 //!
 //! A panic would trap the VM, so clippy denies `unwrap`/`expect`/`panic` here, and the panic
 //! hook below reports any panic that still happens to Envoy's log before the trap.
 
 pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod outbox;
+pub mod sync;
 
-use config::FilterConfig;
+use config::PluginConfig;
+use http::{ImageRequest, WorkerState};
+use metrics::FilterMetrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
-use rendition_shared::request::{classify, is_internal_header, Bypass};
-use rendition_shared::{CapabilityMask, ClientProfile};
+use proxy_wasm::types::{ContextType, LogLevel};
 use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+use sync::IndexSync;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    std::panic::set_hook(Box::new(|info| {
-        let _ = proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("rendition: panic: {info}"));
-    }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(FilterRoot::default()) });
+    install();
 }}
 
-/// One per worker thread: holds the parsed configuration.
-#[derive(Default)]
-pub struct FilterRoot {
-    config: Rc<FilterConfig>,
+/// Installs the panic hook and the root context factory (what `main!` runs in the VM; native
+/// tests call it against their mock host).
+pub fn install() {
+    std::panic::set_hook(Box::new(|info| {
+        let _ =
+            proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("rendition: panic: {info}"));
+    }));
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PluginRoot::default()) });
 }
 
-impl Context for FilterRoot {}
+/// How often a worker's root context sends the notifies its requests queued.
+const NOTIFY_TICK: Duration = Duration::from_millis(25);
 
-impl RootContext for FilterRoot {
+/// The root context: unconfigured until `on_configure` tells it its role.
+#[derive(Default)]
+pub struct PluginRoot {
+    role: Option<Role>,
+}
+
+enum Role {
+    Filter(Rc<WorkerState>),
+    IndexSync(Box<IndexSync>),
+}
+
+fn log(level: LogLevel, message: &str) {
+    let _ = proxy_wasm::hostcalls::log(level, message);
+}
+
+fn now_ms() -> u64 {
+    proxy_wasm::hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl PluginRoot {
+    /// Sends what the worker's requests queued, within the in-flight bound.
+    fn send_notifies(&self, worker: &WorkerState) {
+        let now = now_ms();
+        let config = &worker.config;
+        loop {
+            let Some(notice) = worker
+                .outbox
+                .borrow_mut()
+                .next(config.notify_in_flight, now)
+            else {
+                return;
+            };
+            let body = match serde_json::to_vec(&notice) {
+                Ok(b) => b,
+                Err(_) => continue,
+            };
+            let headers = vec![
+                (":method", "POST"),
+                (":path", "/notify"),
+                (":authority", config.sidecar_authority.as_str()),
+                (":scheme", "http"),
+                ("content-type", "application/json"),
+            ];
+            let timeout = Duration::from_millis(config.notify_timeout_ms);
+            match self.dispatch_http_call(
+                &config.sidecar_cluster,
+                headers,
+                Some(&body),
+                vec![],
+                timeout,
+            ) {
+                Ok(_) => {
+                    worker.outbox.borrow_mut().in_flight += 1;
+                    worker.metrics.notifies_sent.inc();
+                }
+                Err(status) => {
+                    worker.metrics.notifies_failed.inc();
+                    log(
+                        LogLevel::Debug,
+                        &format!("rendition: notify not sent: {status:?}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Context for PluginRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        match &mut self.role {
+            Some(Role::IndexSync(sync)) => sync.on_http_call_response(token_id, body_size),
+            Some(Role::Filter(worker)) => {
+                let mut outbox = worker.outbox.borrow_mut();
+                outbox.in_flight = outbox.in_flight.saturating_sub(1);
+                // 202 queued/merged/exists; 429 queue full, 403 unconfigured host, none = timeout.
+                let status = proxy_wasm::hostcalls::get_map_value(
+                    proxy_wasm::types::MapType::HttpCallResponseHeaders,
+                    ":status",
+                )
+                .ok()
+                .flatten();
+                if status.as_deref() != Some("202") {
+                    worker.metrics.notifies_failed.inc();
+                    log(
+                        LogLevel::Debug,
+                        &format!(
+                            "rendition: notify answered {}",
+                            status.as_deref().unwrap_or("nothing")
+                        ),
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match FilterConfig::parse(&bytes) {
-            Ok(config) => {
-                self.config = Rc::new(config);
+        match PluginConfig::parse(&bytes) {
+            Ok(PluginConfig::Filter(config)) => {
+                self.role = Some(Role::Filter(Rc::new(WorkerState::new(
+                    config,
+                    FilterMetrics::define(),
+                ))));
+                self.set_tick_period(NOTIFY_TICK);
+                true
+            }
+            Ok(PluginConfig::IndexSync(config)) => {
+                let sync = IndexSync::new(config);
+                self.set_tick_period(sync.tick_period());
+                self.role = Some(Role::IndexSync(Box::new(sync)));
                 true
             }
             Err(e) => {
                 // Refuse to start rather than misbehave: Envoy then rejects the config.
-                let _ = proxy_wasm::hostcalls::log(LogLevel::Error, &format!("rendition: {e}"));
+                log(LogLevel::Error, &format!("rendition: {e}"));
                 false
             }
         }
     }
 
+    fn on_tick(&mut self) {
+        match &mut self.role {
+            Some(Role::IndexSync(sync)) => sync.on_tick(),
+            Some(Role::Filter(worker)) => {
+                let worker = Rc::clone(worker);
+                self.send_notifies(&worker);
+            }
+            None => {}
+        }
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(ImageRequest {
-            config: Rc::clone(&self.config),
-            outcome: Outcome::Untouched,
-        }))
+        match &self.role {
+            Some(Role::Filter(worker)) => Some(Box::new(ImageRequest::new(Rc::clone(worker)))),
+            _ => None,
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
-    }
-}
-
-/// What the filter decided for one request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
-    /// Not an image request we look at: no header, nothing.
-    Untouched,
-    Bypass(Bypass, CapabilityMask),
-    Miss(CapabilityMask),
-}
-
-/// One per HTTP request.
-pub struct ImageRequest {
-    config: Rc<FilterConfig>,
-    outcome: Outcome,
-}
-
-impl Context for ImageRequest {}
-
-impl HttpContext for ImageRequest {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self.get_http_request_headers();
-        for (name, _) in headers.iter().filter(|(n, _)| is_internal_header(n)) {
-            self.set_http_request_header(name, None);
-        }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        let method = header(":method").unwrap_or_default();
-        let path = header(":path").unwrap_or_default();
-        let has_auth = header("authorization").is_some();
-        let profile =
-            ClientProfile::from_headers(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
-        self.outcome = match classify(method, path, has_auth, &self.config.image_extensions) {
-            Ok(()) => Outcome::Miss(profile.mask),
-            Err(Bypass::NotAnImagePath) => Outcome::Untouched,
-            Err(reason) => Outcome::Bypass(reason, profile.mask),
-        };
-        Action::Continue
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if self.config.debug_header {
-            let value = match self.outcome {
-                Outcome::Untouched => None,
-                Outcome::Bypass(reason, mask) => {
-                    Some(format!("bypass; mask={mask:x}; reason={}", reason.name()))
-                }
-                Outcome::Miss(mask) => Some(format!("miss; mask={mask:x}")),
-            };
-            if let Some(v) = value {
-                self.set_http_response_header("x-rendition", Some(&v));
-            }
-        }
-        Action::Continue
     }
 }

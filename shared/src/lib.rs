@@ -12,17 +12,25 @@
 //! * [`key`]: source keys (host + path + normalized query) and their 128-bit ids.
 //! * [`record`]: the 28-byte index record the filter reads from shared data.
 //! * [`request`]: which requests the filter may touch, and the internal header namespace.
+//! * [`response`]: which miss responses are worth a notify; `Vary` and `Accept-CH`.
+//! * [`table`]: the index as a fixed bucket table in Envoy shared data.
+//! * [`sync`]: following the sidecar's change feed into that table.
+//! * [`hot`]: hot-URL warmup counters.
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
 pub mod headers;
+pub mod hot;
 pub mod key;
 pub mod mask;
 pub mod matrix;
 pub mod record;
 pub mod request;
+pub mod response;
 pub mod select;
+pub mod sync;
+pub mod table;
 
 pub use headers::{AcceptedFormats, ClientProfile, DensityReason, UsedHeaders, ViewportReason};
 pub use key::{KeyError, KeyId, SourceKey};

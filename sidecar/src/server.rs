@@ -4,7 +4,8 @@
 //! | route                 | who calls it                 | what                                   |
 //! |-----------------------|------------------------------|----------------------------------------|
 //! | `POST /notify`        | the filter, fire-and-forget  | queue generation; 202 at once          |
-//! | `GET /v/{key}/{mask}` | Envoy, on the filter's route | variant bytes (HEAD too, ETag, 304)     |
+//! | `GET /v/{key}/{mask}` | operators, tests             | variant bytes (HEAD too, ETag, 304)     |
+//! | any other `GET` path  | Envoy, on the filter's route | the variant named by `x-rendition-variant` |
 //! | `GET /index?since=N`  | the filter's singleton       | change-feed page; `wait_ms` long-polls |
 //! | `GET /healthz`        | orchestrators                | liveness + store check                 |
 //! | `GET /stats`          | operators (loopback/token)   | JSON counters (seed names)             |
@@ -41,6 +42,9 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Request header of the filter's hit route, and response header naming the variant served.
+pub const VARIANT_HEADER: &str = "x-rendition-variant";
+
 /// Request headers the variants vary on (the filter sets the precise list per request).
 pub const VARY: &str = "Accept, Save-Data, Sec-CH-DPR, DPR, Sec-CH-Viewport-Width, Viewport-Width, Sec-CH-UA-Mobile, User-Agent";
 
@@ -53,6 +57,7 @@ pub fn app(worker: Arc<Worker>) -> Router {
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/purge", post(purge))
+        .fallback(variant_by_header)
         .with_state(worker)
 }
 
@@ -145,6 +150,54 @@ async fn variant(
     let (Some(id), Some(mask)) = (KeyId::from_hex(&key), parse_mask(&mask)) else {
         return ApiError(StatusCode::NOT_FOUND, "no such variant").into_response();
     };
+    serve_variant(w, id, mask, &headers).await
+}
+
+/// The filter's hit route: the original request (Host and path untouched, so Envoy can retry
+/// it at the origin) carrying `x-rendition-variant: {key}/{mask}`. The key must be the id of
+/// this very Host + path: a forged header can never fetch another URL's (or host's) variant.
+/// Anything else is a 404, which Envoy's retry policy turns into the origin's answer.
+async fn variant_by_header(
+    State(w): State<Arc<Worker>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let not_found = || ApiError(StatusCode::NOT_FOUND, "no such variant").into_response();
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        return not_found();
+    }
+    let Some((key, mask)) = headers
+        .get(VARIANT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once('/'))
+    else {
+        return not_found();
+    };
+    let (Some(id), Some(mask)) = (KeyId::from_hex(key), parse_mask(mask)) else {
+        return not_found();
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    match SourceKey::new(host, path) {
+        Ok(k) if k.id() == id => serve_variant(w, id, mask, &headers).await,
+        _ => {
+            w.stats.add(&w.stats.variants_not_found, 1);
+            not_found()
+        }
+    }
+}
+
+async fn serve_variant(
+    w: Arc<Worker>,
+    id: KeyId,
+    mask: CapabilityMask,
+    headers: &HeaderMap,
+) -> Response {
     let store = Arc::clone(&w.store);
     let found = tokio::task::spawn_blocking(move || store.variant(&id, mask)).await;
     let v = match found {
@@ -171,7 +224,7 @@ async fn variant(
         .header(header::CACHE_CONTROL, cache_control)
         .header(header::VARY, VARY)
         .header(
-            "x-rendition-variant",
+            VARIANT_HEADER,
             format!(
                 "{mask:x}; {}x{}; q={}",
                 v.meta.width, v.meta.height, v.meta.quality

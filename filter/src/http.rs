@@ -1,0 +1,358 @@
+//! One image request through the filter (DESIGN.md steps 1-4). Decisions come from
+//! `rendition-shared`; this file only reads headers, reads shared data and acts.
+//!
+//! * Request: strip client-sent `x-rendition-*`; classify; compute the mask; read the index;
+//!   on a hit set `x-rendition-variant: {key}/{slot}` and clear the route cache, so Envoy's
+//!   route table sends the request to the sidecar. The path is left as it is: if the sidecar
+//!   cannot answer, Envoy's retry sends the very same request to the origin (see
+//!   `envoy/envoy.yaml`), so a failed hit still gets the original.
+//! * Response: `Vary` and `Accept-CH` on images, the debug header, and on a miss that is a
+//!   publicly cacheable image, a notify queued for the root context to send.
+//!
+//! No body callback is implemented: bodies stream through Envoy untouched.
+
+use crate::config::FilterConfig;
+use crate::metrics::FilterMetrics;
+use crate::outbox::{Notice, Outbox, Pushed};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+use rendition_shared::hot::HotUrls;
+use rendition_shared::request::{classify, is_internal_header, Bypass};
+use rendition_shared::response::{merge_vary, optimizable, ResponseFacts, ACCEPT_CH};
+use rendition_shared::table::{bucket_key, bucket_lookup, IndexMeta, META_KEY};
+use rendition_shared::{
+    select, wants_generation, CapabilityMask, ClientProfile, FallbackStep, IndexRecord, KeyId,
+    Selection, SourceKey,
+};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+/// Request header that routes to the sidecar: `{key id hex}/{slot mask hex}`.
+pub const VARIANT_HEADER: &str = "x-rendition-variant";
+/// Debug response header.
+pub const DEBUG_HEADER: &str = "x-rendition";
+
+/// What one worker's requests share: the configuration, stats, the notify queue, hot URLs.
+#[derive(Debug)]
+pub struct WorkerState {
+    pub config: FilterConfig,
+    pub metrics: FilterMetrics,
+    pub outbox: RefCell<Outbox>,
+    pub hot: RefCell<HotUrls>,
+}
+
+impl WorkerState {
+    pub fn new(config: FilterConfig, metrics: FilterMetrics) -> WorkerState {
+        WorkerState {
+            outbox: RefCell::new(Outbox::new(
+                config.notify_queue,
+                4096,
+                config.renotify_after_ms,
+            )),
+            hot: RefCell::new(HotUrls::new(config.hot_table_slots, config.hot_threshold)),
+            config,
+            metrics,
+        }
+    }
+}
+
+/// Why a candidate request goes to the origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MissReason {
+    /// No variant fits (or none stored yet).
+    NoVariant,
+    /// The source was refused by the sidecar (not an image, over a limit...).
+    Refused,
+    /// Variants exist but the sidecar has not been heard from lately.
+    SidecarDown,
+    /// The index could not be read (no sync yet, or a malformed record).
+    NoIndex,
+    /// Routed to the sidecar, but the origin answered (Envoy's retry).
+    Failover,
+}
+
+impl MissReason {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::NoVariant => "no_variant",
+            Self::Refused => "refused",
+            Self::SidecarDown => "sidecar_down",
+            Self::NoIndex => "no_index",
+            Self::Failover => "failover",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Not an image request: no header, nothing.
+    Untouched,
+    Bypass(&'static str, CapabilityMask),
+    Hit {
+        mask: CapabilityMask,
+        slot: CapabilityMask,
+        step: FallbackStep,
+    },
+    Miss(MissReason, CapabilityMask),
+}
+
+/// The source a candidate request names, kept for the notify.
+#[derive(Debug)]
+struct Source {
+    host: String,
+    path: String,
+    key: KeyId,
+    /// Whether the sidecar should be asked to generate the client's slot.
+    wants: bool,
+}
+
+/// One per HTTP request.
+pub struct ImageRequest {
+    worker: Rc<WorkerState>,
+    outcome: Outcome,
+    source: Option<Source>,
+}
+
+impl ImageRequest {
+    pub fn new(worker: Rc<WorkerState>) -> ImageRequest {
+        ImageRequest {
+            worker,
+            outcome: Outcome::Untouched,
+            source: None,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// The index record of `key`, or why there is none to trust.
+    fn lookup(&self, key: &KeyId) -> Result<(Option<IndexRecord>, bool), MissReason> {
+        let meta = match self.get_shared_data(META_KEY) {
+            (Some(bytes), _) => IndexMeta::decode(&bytes).map_err(|_| MissReason::NoIndex)?,
+            (None, _) => return Err(MissReason::NoIndex),
+        };
+        let usable = meta.sidecar_usable(self.now_ms(), self.worker.config.sidecar_stale_after_ms);
+        let record = match self.get_shared_data(&bucket_key(meta.bucket_of(key))) {
+            (Some(bucket), _) => bucket_lookup(&bucket, meta.epoch, key),
+            (None, _) => None,
+        };
+        Ok((record, usable))
+    }
+
+    fn decide(&mut self, profile: &ClientProfile, host: &str, path: &str) -> Outcome {
+        let mask = profile.mask;
+        let Ok(source_key) = SourceKey::new(host, path) else {
+            return Outcome::Bypass("invalid_url", mask);
+        };
+        let key = source_key.id();
+        let metrics = &self.worker.metrics;
+        let (record, usable) = match self.lookup(&key) {
+            Ok(found) => found,
+            Err(reason) => {
+                metrics.index_unavailable.inc();
+                self.source = Some(Source {
+                    host: source_key.host().to_owned(),
+                    path: source_key.path_and_query().to_owned(),
+                    key,
+                    wants: true,
+                });
+                return Outcome::Miss(reason, mask);
+            }
+        };
+        let record = record.unwrap_or_default();
+        let wants = wants_generation(record.stored, record.lost, record.refused, profile);
+        self.source = Some(Source {
+            host: source_key.host().to_owned(),
+            path: source_key.path_and_query().to_owned(),
+            key,
+            wants,
+        });
+        if record.refused {
+            return Outcome::Miss(MissReason::Refused, mask);
+        }
+        match select(record.stored, profile) {
+            Selection::Origin => Outcome::Miss(MissReason::NoVariant, mask),
+            Selection::Variant { .. } if !usable => {
+                metrics.sidecar_unusable.inc();
+                Outcome::Miss(MissReason::SidecarDown, mask)
+            }
+            Selection::Variant { slot, step } => {
+                let value = format!("{key}/{:x}", slot.bits());
+                self.set_http_request_header(VARIANT_HEADER, Some(&value));
+                clear_route_cache();
+                if step.is_fallback() {
+                    if wants {
+                        // Seed 004: every fallback hit also asks for the client's own slot.
+                        self.queue_notice(mask.bits(), None, None);
+                    }
+                    if self.worker.hot.borrow_mut().record_fallback(&key) {
+                        self.worker.metrics.warmups_sent.inc();
+                        self.queue_notice(CapabilityMask::WARMUP_SENTINEL, None, None);
+                    }
+                }
+                Outcome::Hit { mask, slot, step }
+            }
+        }
+    }
+
+    fn queue_notice(&self, mask: u32, etag: Option<String>, last_modified: Option<String>) {
+        let Some(source) = &self.source else { return };
+        let notice = Notice {
+            host: source.host.clone(),
+            path: source.path.clone(),
+            mask,
+            etag,
+            last_modified,
+            key: Some(source.key),
+        };
+        let pushed = self.worker.outbox.borrow_mut().push(notice, self.now_ms());
+        if pushed == Pushed::Dropped {
+            self.worker.metrics.notifies_dropped.inc();
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.get_http_response_header(name)
+    }
+}
+
+/// Envoy >= 1.33 no longer re-matches the route after a filter changes request headers; the
+/// `clear_route_cache` foreign function asks for it. Older Envoys cleared it by themselves and
+/// answer "not found", which is fine.
+fn clear_route_cache() {
+    let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+}
+
+impl Context for ImageRequest {}
+
+impl HttpContext for ImageRequest {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let headers = self.get_http_request_headers();
+        for (name, _) in headers.iter().filter(|(n, _)| is_internal_header(n)) {
+            self.set_http_request_header(name, None);
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let method = header(":method").unwrap_or_default();
+        let path = header(":path").unwrap_or_default();
+        let host = header(":authority")
+            .or_else(|| header("host"))
+            .unwrap_or_default();
+        let has_auth = header("authorization").is_some();
+        let extensions = &self.worker.config.image_extensions;
+        let verdict = classify(method, path, has_auth, extensions);
+        if verdict == Err(Bypass::NotAnImagePath) {
+            return Action::Continue;
+        }
+        let profile =
+            ClientProfile::from_headers(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+        self.worker.metrics.requests.inc();
+        self.outcome = match verdict {
+            Err(reason) => Outcome::Bypass(reason.name(), profile.mask),
+            Ok(()) => {
+                let (host, path) = (host.to_owned(), path.to_owned());
+                self.decide(&profile, &host, &path)
+            }
+        };
+        let m = &self.worker.metrics;
+        match self.outcome {
+            Outcome::Untouched => {}
+            Outcome::Bypass(..) => m.bypassed.inc(),
+            Outcome::Hit { step, .. } => {
+                m.hits.inc();
+                m.step(step).inc();
+            }
+            Outcome::Miss(..) => m.misses.inc(),
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.outcome == Outcome::Untouched {
+            return Action::Continue;
+        }
+        let served_by_sidecar = self.header(VARIANT_HEADER).is_some();
+        if served_by_sidecar {
+            self.set_http_response_header(VARIANT_HEADER, None);
+        }
+        if let Outcome::Hit { mask, .. } = self.outcome {
+            if !served_by_sidecar {
+                // Envoy retried at the origin: the sidecar was down, slow or had lost the variant.
+                self.worker.metrics.hit_failovers.inc();
+                self.worker.metrics.hits.add(-1);
+                self.worker.metrics.misses.inc();
+                self.outcome = Outcome::Miss(MissReason::Failover, mask);
+            }
+        }
+        let content_type = self.header("content-type");
+        let is_image = content_type
+            .as_deref()
+            .is_some_and(|ct| ct.len() > 6 && ct.as_bytes()[..6].eq_ignore_ascii_case(b"image/"));
+        let config = &self.worker.config;
+        if is_image && !matches!(self.outcome, Outcome::Bypass(..)) {
+            if config.vary {
+                let vary = merge_vary(self.header("vary").as_deref());
+                self.set_http_response_header("vary", Some(&vary));
+            }
+            if config.accept_ch {
+                self.set_http_response_header("accept-ch", Some(ACCEPT_CH));
+            }
+        }
+        if let Outcome::Miss(reason, _) = self.outcome {
+            let wants = self.source.as_ref().is_some_and(|s| s.wants);
+            if wants && reason != MissReason::Refused && reason != MissReason::Failover {
+                let status = self
+                    .header(":status")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let cache_control = self.header("cache-control");
+                let content_length = self.header("content-length").and_then(|v| v.parse().ok());
+                let facts = ResponseFacts {
+                    status,
+                    content_type: content_type.as_deref(),
+                    cache_control: cache_control.as_deref(),
+                    has_set_cookie: self.header("set-cookie").is_some(),
+                    content_length,
+                };
+                match optimizable(&facts, config.max_source_bytes) {
+                    Ok(()) => {
+                        let mask = match self.outcome {
+                            Outcome::Miss(_, mask) => mask.bits(),
+                            _ => CapabilityMask::DEFAULT.bits(),
+                        };
+                        self.queue_notice(mask, self.header("etag"), self.header("last-modified"));
+                    }
+                    Err(why) => {
+                        let _ = hostcalls::log(
+                            LogLevel::Debug,
+                            &format!("rendition: not optimizable: {}", why.name()),
+                        );
+                    }
+                }
+            }
+        }
+        if self.worker.config.debug_header {
+            let value = match self.outcome {
+                Outcome::Untouched => return Action::Continue,
+                Outcome::Bypass(reason, mask) => format!("bypass; mask={mask:x}; reason={reason}"),
+                Outcome::Miss(reason, mask) => {
+                    format!("miss; mask={mask:x}; reason={}", reason.name())
+                }
+                Outcome::Hit { mask, slot, step } => {
+                    format!("hit; mask={mask:x}; variant={slot:x}; step={}", step.name())
+                }
+            };
+            self.set_http_response_header(DEBUG_HEADER, Some(&value));
+        }
+        Action::Continue
+    }
+}

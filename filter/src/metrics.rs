@@ -1,0 +1,130 @@
+//! Envoy stats defined with `proxy_define_metric`. Envoy prefixes them `wasmcustom.`; every
+//! worker defines the same names and Envoy sums them into one stat, so
+//! `curl 127.0.0.1:9901/stats?filter=rendition` shows the whole process.
+//!
+//! A metric that cannot be defined is logged once and then skipped: stats never fail a request.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MetricType};
+use rendition_shared::FallbackStep;
+
+/// A defined metric (or none, when the host refused it).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Metric(Option<u32>);
+
+impl Metric {
+    fn define(kind: MetricType, name: &str) -> Metric {
+        match hostcalls::define_metric(kind, name) {
+            Ok(id) => Metric(Some(id)),
+            Err(e) => {
+                let _ = hostcalls::log(
+                    LogLevel::Warn,
+                    &format!("rendition: metric {name} not defined: {e:?}"),
+                );
+                Metric(None)
+            }
+        }
+    }
+
+    pub fn add(self, n: i64) {
+        if let Some(id) = self.0 {
+            let _ = hostcalls::increment_metric(id, n);
+        }
+    }
+
+    pub fn inc(self) {
+        self.add(1);
+    }
+
+    pub fn set(self, value: u64) {
+        if let Some(id) = self.0 {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
+
+/// The filter's counters (per worker definitions of process-wide stats).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FilterMetrics {
+    /// Requests the filter classified as images (GET/HEAD, image path, no credentials).
+    pub requests: Metric,
+    pub bypassed: Metric,
+    pub hits: Metric,
+    pub misses: Metric,
+    /// Hits by the fallback step that found the variant, in [`FallbackStep::ALL`] order.
+    pub by_step: [Metric; 6],
+    /// A hit was routed to the sidecar but the origin answered (Envoy's retry to the origin).
+    pub hit_failovers: Metric,
+    /// The index says a variant exists but the sync has not heard from the sidecar lately.
+    pub sidecar_unusable: Metric,
+    pub notifies_sent: Metric,
+    pub notifies_failed: Metric,
+    pub notifies_dropped: Metric,
+    pub warmups_sent: Metric,
+    pub index_unavailable: Metric,
+}
+
+impl FilterMetrics {
+    pub fn define() -> FilterMetrics {
+        let c = |name: &str| Metric::define(MetricType::Counter, name);
+        FilterMetrics {
+            requests: c("rendition.requests"),
+            bypassed: c("rendition.bypassed"),
+            hits: c("rendition.hits"),
+            misses: c("rendition.misses"),
+            by_step: FallbackStep::ALL.map(|s| c(&format!("rendition.hits_by_step.{}", s.name()))),
+            hit_failovers: c("rendition.hit_failovers"),
+            sidecar_unusable: c("rendition.sidecar_unusable"),
+            notifies_sent: c("rendition.notifies_sent"),
+            notifies_failed: c("rendition.notifies_failed"),
+            notifies_dropped: c("rendition.notifies_dropped"),
+            warmups_sent: c("rendition.warmups_sent"),
+            index_unavailable: c("rendition.index_unavailable"),
+        }
+    }
+
+    pub fn step(&self, step: FallbackStep) -> Metric {
+        FallbackStep::ALL
+            .iter()
+            .position(|s| *s == step)
+            .and_then(|i| self.by_step.get(i).copied())
+            .unwrap_or_default()
+    }
+}
+
+/// The index sync's stats (defined by the singleton only).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncMetrics {
+    /// Sources in the shared-data table (gauge).
+    pub records: Metric,
+    /// Feed sequence applied (gauge).
+    pub applied_seq: Metric,
+    /// How far the applied sequence trails the sidecar's newest (gauge, in changes).
+    pub lag_changes: Metric,
+    /// Milliseconds since a feed answer last arrived, set on every tick (gauge; a long-poll
+    /// with nothing new answers every `poll_wait_ms`).
+    pub since_contact_ms: Metric,
+    pub polls: Metric,
+    pub poll_failures: Metric,
+    pub resyncs: Metric,
+    pub evictions: Metric,
+    pub entries_applied: Metric,
+}
+
+impl SyncMetrics {
+    pub fn define() -> SyncMetrics {
+        let c = |name: &str| Metric::define(MetricType::Counter, name);
+        let g = |name: &str| Metric::define(MetricType::Gauge, name);
+        SyncMetrics {
+            records: g("rendition.index.records"),
+            applied_seq: g("rendition.index.applied_seq"),
+            lag_changes: g("rendition.index.lag_changes"),
+            since_contact_ms: g("rendition.index.since_contact_ms"),
+            polls: c("rendition.index.polls"),
+            poll_failures: c("rendition.index.poll_failures"),
+            resyncs: c("rendition.index.resyncs"),
+            evictions: c("rendition.index.evictions"),
+            entries_applied: c("rendition.index.entries_applied"),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! What the filter decides on the response (DESIGN.md step 4) and the headers it adds.
+//!
+//! A miss is worth a notify only when the origin's answer is a publicly cacheable image:
+//! 200, `image/*`, no `Set-Cookie`, no `private` / `no-store`, and a declared
+//! size under the limit. Anything else may be personal or short-lived, and the sidecar would
+//! refuse to store it anyway; not asking saves it the fetch.
+
+/// The request headers a variant choice can depend on. Every image response the filter touches
+/// carries all of them in `Vary`, whatever this particular request used: a shared cache
+/// compares the listed headers of the *next* request, so a shorter per-request list would let
+/// a cache hand a client-hint response to a client without hints.
+pub const VARY_HEADERS: [&str; 8] = [
+    "Accept",
+    "Save-Data",
+    "Sec-CH-DPR",
+    "DPR",
+    "Sec-CH-Viewport-Width",
+    "Viewport-Width",
+    "Sec-CH-UA-Mobile",
+    "User-Agent",
+];
+
+/// The client hints the filter reads, for `Accept-CH`.
+pub const ACCEPT_CH: &str =
+    "Sec-CH-DPR, Sec-CH-Viewport-Width, Sec-CH-UA-Mobile, DPR, Viewport-Width";
+
+/// Why a miss response is not sent to the sidecar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotOptimizable {
+    Status,
+    NotImage,
+    SetCookie,
+    Private,
+    TooLarge,
+}
+
+impl NotOptimizable {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::NotImage => "not_image",
+            Self::SetCookie => "set_cookie",
+            Self::Private => "private",
+            Self::TooLarge => "too_large",
+        }
+    }
+}
+
+/// The response headers the decision reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResponseFacts<'a> {
+    pub status: u16,
+    pub content_type: Option<&'a str>,
+    pub cache_control: Option<&'a str>,
+    pub has_set_cookie: bool,
+    pub content_length: Option<u64>,
+}
+
+/// Whether a miss response should be sent to the sidecar for optimization.
+pub fn optimizable(facts: &ResponseFacts<'_>, max_source_bytes: u64) -> Result<(), NotOptimizable> {
+    if facts.status != 200 {
+        return Err(NotOptimizable::Status);
+    }
+    let is_image = facts.content_type.is_some_and(|ct| {
+        let essence = ct.split(';').next().unwrap_or_default().trim();
+        essence.len() > 6
+            && essence.as_bytes()[..6].eq_ignore_ascii_case(b"image/")
+            // An SVG source is already a vector: nothing to encode.
+            && !essence[6..].eq_ignore_ascii_case("svg+xml")
+    });
+    if !is_image {
+        return Err(NotOptimizable::NotImage);
+    }
+    if facts.has_set_cookie {
+        return Err(NotOptimizable::SetCookie);
+    }
+    if facts.cache_control.is_some_and(forbids_shared_storage) {
+        return Err(NotOptimizable::Private);
+    }
+    if facts.content_length.is_some_and(|n| n > max_source_bytes) {
+        return Err(NotOptimizable::TooLarge);
+    }
+    Ok(())
+}
+
+/// `private` or `no-store` anywhere in a `Cache-Control` value (`no-cache` only asks for
+/// revalidation: the sidecar revalidates through the validators it keeps).
+pub fn forbids_shared_storage(cache_control: &str) -> bool {
+    cache_control.split(',').any(|d| {
+        let name = d.split('=').next().unwrap_or_default().trim();
+        ["private", "no-store"]
+            .iter()
+            .any(|x| name.eq_ignore_ascii_case(x))
+    })
+}
+
+/// `existing` Vary value with every [`VARY_HEADERS`] name appended that it does not list yet.
+/// `*` stays `*`.
+pub fn merge_vary(existing: Option<&str>) -> String {
+    let existing = existing.unwrap_or_default().trim();
+    if existing == "*" {
+        return existing.to_owned();
+    }
+    let mut out = existing.to_owned();
+    for name in VARY_HEADERS {
+        let listed = existing
+            .split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(name));
+        if !listed {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(name);
+        }
+    }
+    out
+}
