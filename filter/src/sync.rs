@@ -89,7 +89,11 @@ impl IndexSync {
         if self.in_flight.is_none() && now >= self.next_poll_ms {
             // After a failure ask without waiting: the answer marks the sidecar up at once,
             // instead of after a whole long-poll.
-            let wait = if self.meta.sidecar_up { self.config.poll_wait_ms } else { 0 };
+            let wait = if self.meta.sidecar_up {
+                self.config.poll_wait_ms
+            } else {
+                0
+            };
             self.poll(self.meta.applied_seq, wait);
         }
     }

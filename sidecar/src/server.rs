@@ -113,6 +113,16 @@ async fn notify(
         let same_source = n.etag.is_none() || meta.etag == n.etag;
         if same_source && (r.refused || r.stored.contains(m) || r.lost.contains(m)) {
             w.stats.add(&w.stats.notifications_skipped_dedup, 1);
+            // The filter asked for what exists, so its index lacks this record: send it again.
+            let store = Arc::clone(&w.store);
+            let id = key.id();
+            match tokio::task::spawn_blocking(move || store.republish(&id)).await {
+                Ok(Ok(Some(seq))) => {
+                    w.feed.send_replace(seq);
+                }
+                Ok(Err(e)) => tracing::warn!(%id, "republish failed: {e}"),
+                _ => {}
+            }
             return (StatusCode::ACCEPTED, "exists\n").into_response();
         }
     }

@@ -411,6 +411,28 @@ impl Store {
         Ok(seq)
     }
 
+    /// Moves a source's record to the head of the feed under a new sequence number, unchanged
+    /// otherwise. A notify for a slot that is already stored means that filter has not got the
+    /// record (its shared-data bucket evicted it, or its index was reset): this sends it again.
+    /// Returns the new sequence, or None when the source is unknown.
+    pub fn republish(&self, id: &KeyId) -> Result<Option<u64>, StoreError> {
+        let seq = self.db.generate_id()? + 1;
+        let done = flatten((&self.records, &self.feed).transaction(|(records, feed)| {
+            let Some(value) = records.get(id.0)? else {
+                return Ok(false);
+            };
+            let (mut record, meta) = match decode_record(&value) {
+                Ok(found) => found,
+                Err(e) => return tx_err(e),
+            };
+            let old = record.seq;
+            record.seq = seq;
+            publish(records, feed, id, old, &record, &meta)?;
+            Ok(true)
+        }))?;
+        Ok(done.then_some(seq))
+    }
+
     /// The variant stored for `slot` (aliases resolved), checksum verified.
     pub fn variant(
         &self,

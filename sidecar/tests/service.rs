@@ -133,6 +133,19 @@ impl Sidecar {
     }
 
     /// Long-polls the feed until `pred` holds for the source's entry (bounded: 60 s).
+    async fn index_since(&self, since: u64) -> FeedPage {
+        let body = self
+            .client
+            .get(format!("http://{}/index?since={since}", self.addr))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        FeedPage::decode(&body).unwrap()
+    }
+
     async fn wait_for(&self, path: &str, pred: impl Fn(&IndexEntry) -> bool) -> IndexEntry {
         let id = SourceKey::new("shop.example", path).unwrap().id();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -253,6 +266,54 @@ async fn notify_index_variant_round_trip() {
         .await
         .unwrap();
     assert_eq!(stats["notifications_skipped_dedup"], 1);
+    // ... and sends the record to the feed again, for a filter whose index lost it
+    let page = sc.index_since(entry.record.seq).await;
+    assert_eq!(page.entries.len(), 1, "republished");
+    assert_eq!(page.entries[0].key, entry.key);
+    assert_eq!(page.entries[0].record.stored, entry.record.stored);
+
+    // the filter's hit route: the original path, Host, and x-rendition-variant: {key}/{mask}
+    let hit = |host: &'static str, path: &'static str, value: String| {
+        sc.client
+            .get(format!("http://{}{path}", sc.addr))
+            .header(header::HOST, host)
+            .header("x-rendition-variant", value)
+            .send()
+    };
+    let by_header = hit(
+        "shop.example",
+        "/img/rocket.jpg",
+        format!("{}/01", entry.key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_header.status(), StatusCode::OK);
+    assert_eq!(by_header.headers()[header::CONTENT_TYPE], "image/webp");
+    assert!(by_header.headers().contains_key("x-rendition-variant"));
+    // a key that is not this Host + path never serves (host isolation), nor a missing header
+    for (host, path, value) in [
+        (
+            "evil.example",
+            "/img/rocket.jpg",
+            format!("{}/01", entry.key),
+        ),
+        (
+            "shop.example",
+            "/img/other.jpg",
+            format!("{}/01", entry.key),
+        ),
+        ("shop.example", "/img/rocket.jpg", "junk".to_owned()),
+    ] {
+        let r = hit(host, path, value).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{host}{path}");
+    }
+    let no_header = sc
+        .client
+        .get(format!("http://{}/img/rocket.jpg", sc.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_header.status(), StatusCode::NOT_FOUND);
     assert_eq!(stats["images_processed"], 1);
     assert_eq!(
         stats["variants_written"], 12,

@@ -138,6 +138,39 @@ fn feed_has_one_entry_per_source_and_pages() {
 }
 
 #[test]
+fn republish_moves_a_record_to_the_head_of_the_feed_unchanged() {
+    let dir = tempdir();
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    let a = SourceKey::new("h", "/a.jpg").unwrap();
+    let b = SourceKey::new("h", "/b.jpg").unwrap();
+    let s1 = store
+        .put_outcomes(&a, &meta(&a), &[variant(0x01, &[0x09], 10)])
+        .unwrap();
+    let s2 = store
+        .put_outcomes(&b, &meta(&b), &[variant(0x01, &[], 10)])
+        .unwrap();
+    let before = store.record(&a.id()).unwrap().unwrap().0;
+    let s3 = store.republish(&a.id()).unwrap().unwrap();
+    assert!(s3 > s2 && s2 > s1);
+    let page = store.feed_since(s2, 10).unwrap();
+    assert_eq!(page.entries.len(), 1, "a follower past s2 sees a again");
+    assert_eq!(page.entries[0].key, a.id());
+    let after = page.entries[0].record;
+    assert_eq!(
+        (after.stored, after.lost, after.refused),
+        (before.stored, before.lost, before.refused)
+    );
+    assert_eq!(after.seq, s3);
+    assert_eq!(
+        store.feed_since(0, 10).unwrap().entries.len(),
+        2,
+        "still one entry per source"
+    );
+    let unknown = SourceKey::new("h", "/nope.jpg").unwrap();
+    assert_eq!(store.republish(&unknown.id()).unwrap(), None);
+}
+
+#[test]
 fn purge_leaves_a_tombstone_in_the_feed() {
     let dir = tempdir();
     let store = Store::open(&dir, 1 << 30).unwrap();
