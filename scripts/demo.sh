@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make demo`: start the demo origin, the sidecar and Envoy with the Rendition filter; show what
-# the filter decides for a few real clients and what the sidecar makes of the page's images;
-# then keep running until Ctrl-C (which stops all three).
+# `make demo`: start the demo origin, the sidecar and Envoy with the Rendition filter; load the
+# demo page through Envoy as four real clients (originals, and the filter asks the sidecar for
+# variants), wait, load it again (each client gets its variant); then keep running until Ctrl-C
+# (which stops all three).
 #   RENDITION_DEMO_ONCE=1 scripts/demo.sh   # show, then stop (used by the tests)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,51 +59,51 @@ curl -fs "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null || die "Envoy did not b
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$SIDECAR_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$SIDECAR_PORT/healthz" >/dev/null || die "sidecar did not start; see $RUN_DIR/sidecar.log"
 
-show() {
-  local who=$1; shift
-  local line
-  line=$(curl -s -o /dev/null -D - "$@" "http://127.0.0.1:$ENVOY_PORT/img/rocket.jpg" |
-    tr -d '\r' | grep -i '^x-rendition:' || echo "x-rendition: (none)")
-  printf '  %-34s %s\n' "$who" "$line"
+IMAGES=(/img/garden.jpg /img/rocket.jpg /img/coffee.png /img/logo.png)
+CLIENTS=("desktop Chrome (AVIF)" "Android Chrome 80 (WebP only)" "iPhone Safari, Save-Data" "curl")
+client_args() { # client name -> curl header arguments
+  case $1 in
+    "desktop Chrome (AVIF)") printf '%s\0' -H 'Accept: image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8' \
+      -H 'User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36' ;;
+    "Android Chrome 80 (WebP only)") printf '%s\0' -H 'Accept: image/webp,image/apng,image/*,*/*;q=0.8' \
+      -H 'User-Agent: Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/80.0.3987.99 Mobile Safari/537.36' ;;
+    "iPhone Safari, Save-Data") printf '%s\0' -H 'Accept: image/webp,image/avif,image/*;q=0.8' -H 'Save-Data: on' \
+      -H 'User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1' ;;
+    curl) printf '%s\0' -H 'Accept: */*' ;;
+  esac
 }
-say "what the filter decides for /img/rocket.jpg:"
-show "desktop Chrome (AVIF)" -H 'Accept: image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8' \
-  -H 'User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
-show "Android Chrome 80 (WebP only)" -H 'Accept: image/webp,image/apng,image/*,*/*;q=0.8' \
-  -H 'User-Agent: Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/80.0.3987.99 Mobile Safari/537.36'
-show "iPhone Safari, Save-Data" -H 'Accept: image/webp,image/avif,image/*;q=0.8' -H 'Save-Data: on' \
-  -H 'User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1'
-show "curl" -H 'Accept: */*'
-echo
-# The filter does not notify the sidecar yet, so the demo does it, exactly as the filter will:
-# POST /notify with the host clients used, the path, and the client's mask.
-IMAGES=(/img/rocket.jpg /img/coffee.png /img/logo.png)
-say "asking the sidecar to optimize the page's images (the filter will do this on a miss):"
-for img in "${IMAGES[@]}"; do
-  curl -fs -o /dev/null -X POST "http://127.0.0.1:$SIDECAR_PORT/notify" -H 'content-type: application/json' \
-    -d "{\"host\":\"127.0.0.1:$ENVOY_PORT\",\"path\":\"$img\",\"mask\":1}"
-done
-for _ in $(seq 1 600); do
-  n=$(curl -fs "http://127.0.0.1:$SIDECAR_PORT/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_processed"])')
-  [[ $n -ge ${#IMAGES[@]} ]] && break
+# One page load by one client: every image through Envoy; prints a line per image.
+load_page() { # client
+  local args img out
+  mapfile -d '' args < <(client_args "$1")
+  curl -fs -o /dev/null "${args[@]}" "http://127.0.0.1:$ENVOY_PORT/"
+  for img in "${IMAGES[@]}"; do
+    out=$(curl -s -o /dev/null -w '%{size_download} %header{content-type}|%header{x-rendition}' "${args[@]}" \
+      "http://127.0.0.1:$ENVOY_PORT$img")
+    printf '  %-31s %-16s %9s vs %7s bytes  %-11s %s\n' "$1" "$img" "${out%% *}" "$(stat -c %s "examples/site$img")" \
+      "$(cut -d' ' -f2- <<<"${out%%|*}")" "x-rendition: ${out#*|}"
+  done
+}
+
+say "first page load through Envoy: the originals at once; the filter asks the sidecar for variants"
+for c in "${CLIENTS[@]}"; do load_page "$c"; done
+say "waiting for the sidecar to optimize the page's images and Envoy's index to catch up..."
+stat_of() { curl -fs "http://127.0.0.1:$ADMIN_PORT/stats?filter=$1\$" | awk -F': ' '{print $2}'; }
+for _ in $(seq 1 900); do
+  # Done when every image was processed, nothing is queued or running, and Envoy's index has
+  # applied the sidecar's newest change.
+  read -r n depth seq < <(curl -fs "http://127.0.0.1:$SIDECAR_PORT/stats" |
+    python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["images_processed"], s["queue_depth"], s["index_last_seq"])')
+  if [[ $n -ge ${#IMAGES[@]} && $depth == 0 && $(stat_of wasmcustom.rendition.index.applied_seq) == "$seq" ]]; then break; fi
   sleep 0.2
 done
-variant() { # path mask -> "bytes content-type WxH"
-  local key
-  key=$(python3 -c 'import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest()[:32])' "127.0.0.1:$ENVOY_PORT$1")
-  curl -fs -o /dev/null -D - "http://127.0.0.1:$SIDECAR_PORT/v/$key/$2" | tr -d '\r' |
-    awk -F': ' 'tolower($1)=="content-length"{b=$2} tolower($1)=="content-type"{t=$2} tolower($1)=="x-rendition-variant"{split($2,a,"; "); s=a[2]} END{printf "%7s bytes %-11s %s", b, t, s}'
-}
-printf '  %-16s %9s   %-40s %-40s %s\n' image original "desktop AVIF (0x0a)" "mobile WebP (0x01)" "mobile WebP Save-Data (0x21)"
-for img in "${IMAGES[@]}"; do
-  orig=$(stat -c %s "examples/site$img")
-  printf '  %-16s %9s   %-40s %-40s %s\n' "$img" "$orig" "$(variant "$img" 0x0a)" "$(variant "$img" 0x01)" "$(variant "$img" 0x21)"
-done
 echo
-say "not there yet: the filter's index sync and hit routing (the filter issue). Until then clients"
-say "through Envoy still get the original (x-rendition: miss); the variants above come from the sidecar."
-say "try:  curl -sI -H 'Accept: image/webp' http://127.0.0.1:$ENVOY_PORT/img/coffee.png | grep x-rendition"
-say "      curl -s http://127.0.0.1:$SIDECAR_PORT/stats"
+say "the same page a moment later: each client gets its own variant"
+for c in "${CLIENTS[@]}"; do load_page "$c"; done
+echo
+say "filter stats: $(curl -fs "http://127.0.0.1:$ADMIN_PORT/stats?filter=wasmcustom.rendition.(hits|misses|notifies_sent)\$" | tr '\n' ' ')"
+say "try:  curl -s -o /dev/null -D - -H 'Accept: image/avif,image/webp' http://127.0.0.1:$ENVOY_PORT/img/garden.jpg | grep -i -E 'x-rendition|content-(type|length)'"
+say "      curl -s http://127.0.0.1:$SIDECAR_PORT/stats      curl -s 'http://127.0.0.1:$ADMIN_PORT/stats?filter=rendition'"
 say "open: http://127.0.0.1:$ENVOY_PORT/   (Ctrl-C stops origin, sidecar and Envoy)"
 
 if [[ ${RENDITION_DEMO_ONCE:-0} == 1 ]]; then exit 0; fi

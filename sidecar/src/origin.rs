@@ -58,6 +58,8 @@ impl Origins {
             redirect::Policy::none()
         };
         let client = Client::builder()
+            // Origins can tell our fetches apart (logs, rate limits, access rules).
+            .user_agent(concat!("rendition/", env!("CARGO_PKG_VERSION")))
             .redirect(policy)
             .timeout(Duration::from_millis(config.timeout_ms))
             .connect_timeout(Duration::from_millis(config.timeout_ms.min(2_000)))

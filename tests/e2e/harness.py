@@ -1,0 +1,257 @@
+"""Starts and stops the real parts for end-to-end tests: a local origin (in-process, serving
+examples/site plus a few special paths), the real `rendition` sidecar binary and the real Envoy
+1.40 with the built filter, all on free loopback ports. Everything is torn down by `stop()`.
+
+Only the standard library: the tests run on a fresh machine with nothing but python3.
+"""
+
+import hashlib
+import http.client
+import http.server
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SITE = os.path.join(ROOT, "examples", "site")
+TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
+         ".webp": "image/webp", ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Origin(http.server.ThreadingHTTPServer):
+    """examples/site, plus:
+    /private/<f>  the file with Cache-Control: private
+    /cookie/<f>   the file with Set-Cookie
+    /page.jpg     text/html served under an image name
+    Every request path is logged in `seen` with its User-Agent."""
+
+    daemon_threads = True
+
+    def __init__(self, port):
+        self.seen = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", port), OriginHandler)
+
+
+class OriginHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_HEAD(self):
+        self.do_GET(head=True)
+
+    def do_GET(self, head=False):
+        path = self.path.split("?")[0]
+        with self.server.lock:
+            self.server.seen.append((path, self.headers.get("User-Agent", "")))
+        extra = {"Cache-Control": "public, max-age=600"}
+        name = path
+        if path.startswith("/private/"):
+            name, extra = "/img/" + path[len("/private/"):], {"Cache-Control": "private, max-age=60"}
+        elif path.startswith("/cookie/"):
+            name, extra["Set-Cookie"] = "/img/" + path[len("/cookie/"):], "session=abc"
+        if path == "/page.jpg":
+            body, ctype = b"<html><body>not an image</body></html>", "image/jpeg"
+        else:
+            file = os.path.normpath(os.path.join(SITE, name.lstrip("/") or "index.html"))
+            if not file.startswith(SITE) or not os.path.isfile(file):
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            with open(file, "rb") as f:
+                body = f.read()
+            ctype = TYPES.get(os.path.splitext(file)[1], "application/octet-stream")
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", '"%s"' % hashlib.sha256(body).hexdigest()[:16])
+        for k, v in extra.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+
+class Stack:
+    def __init__(self, rendition_bin, envoy_bin, proactive=True):
+        self.rendition_bin = rendition_bin
+        self.envoy_bin = envoy_bin
+        self.proactive = proactive
+        self.tmp = tempfile.mkdtemp(prefix="rendition-e2e-")
+        self.origin_port, self.sidecar_port = free_port(), free_port()
+        self.envoy_port, self.admin_port = free_port(), free_port()
+        self.sidecar = None
+        self.envoy = None
+        self.origin = None
+        self.data_dir = os.path.join(self.tmp, "data")
+
+    # ---- lifecycle ----
+    def start(self):
+        self.origin = Origin(self.origin_port)
+        threading.Thread(target=self.origin.serve_forever, daemon=True).start()
+        self.start_sidecar()
+        self.start_envoy()
+        return self
+
+    def start_sidecar(self, data_dir=None):
+        if data_dir:
+            self.data_dir = data_dir
+        args = [self.rendition_bin, "serve", "--listen", f"127.0.0.1:{self.sidecar_port}",
+                "--data-dir", self.data_dir, "--origin", f"http://127.0.0.1:{self.origin_port}"]
+        if self.proactive:
+            args.append("--proactive-image-variants")
+        log = open(os.path.join(self.tmp, "sidecar.log"), "ab")
+        self.sidecar = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.get_sidecar("/healthz")[0] == 200, 30, "sidecar /healthz")
+
+    def start_envoy(self):
+        with open(os.path.join(ROOT, "envoy", "envoy.yaml")) as f:
+            config = f.read()
+        for old, new in ((10000, self.envoy_port), (9901, self.admin_port),
+                         (8080, self.origin_port), (8181, self.sidecar_port)):
+            config = config.replace(f"port_value: {old} ", f"port_value: {new} ")
+        config = config.replace("filename: dist/rendition_filter.wasm",
+                                "filename: " + os.path.join(ROOT, "dist", "rendition_filter.wasm"))
+        path = os.path.join(self.tmp, "envoy.yaml")
+        with open(path, "w") as f:
+            f.write(config)
+        log = open(os.path.join(self.tmp, "envoy.log"), "ab")
+        self.envoy = subprocess.Popen(
+            [self.envoy_bin, "-c", path, "--disable-hot-restart", "--concurrency", "2",
+             "--log-level", "warn"], stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.admin("/ready")[0] == 200, 60, "envoy /ready")
+
+    def kill_sidecar(self, sig=signal.SIGKILL):
+        if self.sidecar and self.sidecar.poll() is None:
+            self.sidecar.send_signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                self.sidecar.wait(10)
+
+    def stop(self):
+        for p in (self.envoy, self.sidecar):
+            if p and p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if self.origin:
+            self.origin.shutdown()
+        if os.environ.get("RENDITION_E2E_KEEP") != "1":
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def logs(self):
+        out = []
+        for name in ("sidecar.log", "envoy.log"):
+            p = os.path.join(self.tmp, name)
+            if os.path.exists(p):
+                with open(p, "rb") as f:
+                    out.append(f"--- {name} (tail)\n" + f.read()[-4000:].decode("utf-8", "replace"))
+        return "\n".join(out)
+
+    # ---- HTTP ----
+    def get(self, path, headers=None, method="GET"):
+        return request(self.envoy_port, path, headers, method)
+
+    def get_sidecar(self, path):
+        try:
+            return request(self.sidecar_port, path)
+        except OSError:
+            return (0, {}, b"")
+
+    def admin(self, path):
+        try:
+            return request(self.admin_port, path)
+        except OSError:
+            return (0, {}, b"")
+
+    def stat(self, name):
+        status, _, body = self.admin("/stats?filter=" + re.escape(name) + "$")
+        for line in body.decode().splitlines():
+            k, _, v = line.partition(": ")
+            if k == name:
+                return int(v)
+        return None
+
+    def host(self):
+        return f"127.0.0.1:{self.envoy_port}"
+
+
+def request(port, path, headers=None, method="GET"):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, headers=headers or {})
+        r = conn.getresponse()
+        body = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def wait_for(pred, seconds, what):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if pred():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"waited {seconds}s for {what}")
+
+
+def dimensions(body):
+    """(format, width, height) of a JPEG, PNG, WebP or AVIF byte string."""
+    if body[:3] == b"\xff\xd8\xff":
+        i = 2
+        while i + 9 < len(body):
+            if body[i] != 0xFF:
+                i += 1
+                continue
+            marker = body[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = struct.unpack(">H", body[i + 2:i + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack(">HH", body[i + 5:i + 9])
+                return "jpeg", w, h
+            i += 2 + length
+    if body[:8] == b"\x89PNG\r\n\x1a\n":
+        w, h = struct.unpack(">II", body[16:24])
+        return "png", w, h
+    if body[:4] == b"RIFF" and body[8:12] == b"WEBP":
+        chunk = body[12:16]
+        if chunk == b"VP8 ":
+            w, h = struct.unpack("<HH", body[26:30])
+            return "webp", w & 0x3FFF, h & 0x3FFF
+        if chunk == b"VP8L":
+            b = int.from_bytes(body[21:25], "little")
+            return "webp", (b & 0x3FFF) + 1, ((b >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8X":
+            w = int.from_bytes(body[24:27], "little") + 1
+            h = int.from_bytes(body[27:30], "little") + 1
+            return "webp", w, h
+    if body[4:8] == b"ftyp" and b"avif" in body[8:32]:
+        i = body.find(b"ispe")
+        if i > 0:
+            w, h = struct.unpack(">II", body[i + 8:i + 16])
+            return "avif", w, h
+    return "unknown", 0, 0
