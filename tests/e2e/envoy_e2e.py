@@ -153,6 +153,22 @@ def run(s):
     s.start_sidecar()
     wait_for(lambda: debug(s.get(IMG, AVIF_DESKTOP)[1]).startswith("hit"), 30, "hits after the restart")
     check(True, "restarted on the same store: hits resume")
+    # Hung (SIGSTOP) while Envoy still routes hits to it: Envoy's per-try timeout and the
+    # sidecar's failing health check send the requests to the origin.
+    s.kill_sidecar(signal.SIGSTOP)
+    ok, slowest = 0, 0.0
+    for i in range(12):
+        t = time.time()
+        status, h, body = s.get(IMG, AVIF_DESKTOP)
+        slowest = max(slowest, time.time() - t)
+        ok += status == 200 and body == source
+        time.sleep(0.25)
+    failovers = s.stat("wasmcustom.rendition.hit_failovers") or 0
+    check(ok == 12 and failovers > 0,
+          f"sidecar hung: 12/12 answered with the original ({ok}), {failovers} via Envoy's retry; slowest {slowest:.2f}s")
+    s.kill_sidecar(signal.SIGCONT)
+    wait_for(lambda: debug(s.get(IMG, AVIF_DESKTOP)[1]).startswith("hit"), 30, "hits after SIGCONT")
+    check(True, "  resumed: hits again")
     # An empty store: the index resyncs (new store id); the stale records must not be served.
     s.kill_sidecar(signal.SIGKILL)
     resyncs = s.stat("wasmcustom.rendition.index.resyncs") or 0
