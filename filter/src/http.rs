@@ -215,9 +215,48 @@ impl ImageRequest {
             self.worker.metrics.notifies_dropped.inc();
         }
     }
+}
 
-    fn header(&self, name: &str) -> Option<String> {
-        self.get_http_response_header(name)
+/// The response headers, read once: every host call costs a round trip through the VM
+/// boundary (and an allocation callback for its answer), which dominates the filter's cost.
+struct ResponseHeaders(Vec<(String, String)>);
+
+impl ResponseHeaders {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn owned(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::to_owned)
+    }
+}
+
+impl ImageRequest {
+    /// One edit is one host call; several are one bulk replace of the header map (a host call
+    /// costs more than re-adding a handful of headers on Envoy's side).
+    fn apply(&self, headers: ResponseHeaders, edits: Vec<(&'static str, Option<String>)>) {
+        match edits.as_slice() {
+            [] => {}
+            [(name, value)] => self.set_http_response_header(name, value.as_deref()),
+            _ => {
+                let edited = |n: &str| edits.iter().any(|(e, _)| n.eq_ignore_ascii_case(e));
+                let mut all: Vec<(&str, &str)> = headers
+                    .0
+                    .iter()
+                    .filter(|(n, _)| !edited(n))
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                all.extend(
+                    edits
+                        .iter()
+                        .filter_map(|(n, v)| v.as_deref().map(|v| (*n, v))),
+                );
+                self.set_http_response_headers(all);
+            }
+        }
     }
 }
 
@@ -269,7 +308,9 @@ impl HttpContext for ImageRequest {
             Outcome::Bypass(..) => m.bypassed.inc(),
             Outcome::Hit { step, .. } => {
                 m.hits.inc();
-                m.step(step).inc();
+                if let Some(c) = m.step(step) {
+                    c.inc();
+                }
             }
             Outcome::Miss(..) => m.misses.inc(),
         }
@@ -280,9 +321,12 @@ impl HttpContext for ImageRequest {
         if self.outcome == Outcome::Untouched {
             return Action::Continue;
         }
-        let served_by_sidecar = self.header(VARIANT_HEADER).is_some();
+        let headers = ResponseHeaders(self.get_http_response_headers());
+        // Header changes, applied with as few host calls as possible at the end.
+        let mut edits: Vec<(&'static str, Option<String>)> = Vec::with_capacity(4);
+        let served_by_sidecar = headers.get(VARIANT_HEADER).is_some();
         if served_by_sidecar {
-            self.set_http_response_header(VARIANT_HEADER, None);
+            edits.push((VARIANT_HEADER, None));
         }
         if let Outcome::Hit { mask, .. } = self.outcome {
             if !served_by_sidecar {
@@ -293,35 +337,30 @@ impl HttpContext for ImageRequest {
                 self.outcome = Outcome::Miss(MissReason::Failover, mask);
             }
         }
-        let content_type = self.header("content-type");
+        let content_type = headers.get("content-type");
         let is_image = content_type
-            .as_deref()
             .is_some_and(|ct| ct.len() > 6 && ct.as_bytes()[..6].eq_ignore_ascii_case(b"image/"));
         let config = &self.worker.config;
         if is_image && !matches!(self.outcome, Outcome::Bypass(..)) {
             if config.vary {
-                let vary = merge_vary(self.header("vary").as_deref());
-                self.set_http_response_header("vary", Some(&vary));
+                edits.push(("vary", Some(merge_vary(headers.get("vary")))));
             }
             if config.accept_ch {
-                self.set_http_response_header("accept-ch", Some(ACCEPT_CH));
+                edits.push(("accept-ch", Some(ACCEPT_CH.to_owned())));
             }
         }
         if let Outcome::Miss(reason, _) = self.outcome {
             let wants = self.source.as_ref().is_some_and(|s| s.wants);
             if wants && reason != MissReason::Refused && reason != MissReason::Failover {
-                let status = self
-                    .header(":status")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                let cache_control = self.header("cache-control");
-                let content_length = self.header("content-length").and_then(|v| v.parse().ok());
                 let facts = ResponseFacts {
-                    status,
-                    content_type: content_type.as_deref(),
-                    cache_control: cache_control.as_deref(),
-                    has_set_cookie: self.header("set-cookie").is_some(),
-                    content_length,
+                    status: headers
+                        .get(":status")
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0),
+                    content_type,
+                    cache_control: headers.get("cache-control"),
+                    has_set_cookie: headers.get("set-cookie").is_some(),
+                    content_length: headers.get("content-length").and_then(|v| v.parse().ok()),
                 };
                 match optimizable(&facts, config.max_source_bytes) {
                     Ok(()) => {
@@ -329,7 +368,11 @@ impl HttpContext for ImageRequest {
                             Outcome::Miss(_, mask) => mask.bits(),
                             _ => CapabilityMask::DEFAULT.bits(),
                         };
-                        self.queue_notice(mask, self.header("etag"), self.header("last-modified"));
+                        self.queue_notice(
+                            mask,
+                            headers.owned("etag"),
+                            headers.owned("last-modified"),
+                        );
                     }
                     Err(why) => {
                         let _ = hostcalls::log(
@@ -342,17 +385,23 @@ impl HttpContext for ImageRequest {
         }
         if self.worker.config.debug_header {
             let value = match self.outcome {
-                Outcome::Untouched => return Action::Continue,
-                Outcome::Bypass(reason, mask) => format!("bypass; mask={mask:x}; reason={reason}"),
+                Outcome::Untouched => None,
+                Outcome::Bypass(reason, mask) => {
+                    Some(format!("bypass; mask={mask:x}; reason={reason}"))
+                }
                 Outcome::Miss(reason, mask) => {
-                    format!("miss; mask={mask:x}; reason={}", reason.name())
+                    Some(format!("miss; mask={mask:x}; reason={}", reason.name()))
                 }
-                Outcome::Hit { mask, slot, step } => {
-                    format!("hit; mask={mask:x}; variant={slot:x}; step={}", step.name())
-                }
+                Outcome::Hit { mask, slot, step } => Some(format!(
+                    "hit; mask={mask:x}; variant={slot:x}; step={}",
+                    step.name()
+                )),
             };
-            self.set_http_response_header(DEBUG_HEADER, Some(&value));
+            if value.is_some() {
+                edits.push((DEBUG_HEADER, value));
+            }
         }
+        self.apply(headers, edits);
         Action::Continue
     }
 }

@@ -183,6 +183,7 @@ impl RootContext for PluginRoot {
             Some(Role::Filter(worker)) => {
                 let worker = Rc::clone(worker);
                 self.send_notifies(&worker);
+                worker.metrics.flush();
             }
             None => {}
         }

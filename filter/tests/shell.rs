@@ -7,6 +7,12 @@
 mod mock_host;
 
 use mock_host::{answer_call, exchange, metric, start_root, take_calls, tick, with, Exchange};
+
+/// A stat as Envoy would show it: the filter's counters reach the host on its root's tick.
+fn stat(name: &str) -> i64 {
+    tick(FILTER);
+    metric(name)
+}
 use rendition_filter::PluginRoot;
 use rendition_shared::table::{IndexMeta, META_KEY};
 use rendition_shared::{CapabilityMask, FeedPage, IndexEntry, IndexRecord, SlotSet, SourceKey};
@@ -168,9 +174,9 @@ fn miss_passes_through_and_notifies_once_the_response_is_a_public_image() {
         sent[0],
         serde_json::json!({"host": HOST, "path": "/img/a.jpg", "mask": 0x0a, "etag": "\"v1\""})
     );
-    assert_eq!(metric("rendition.notifies_sent"), 1);
-    assert_eq!(metric("rendition.notifies_failed"), 0);
-    assert_eq!(metric("rendition.misses"), 1);
+    assert_eq!(stat("rendition.notifies_sent"), 1);
+    assert_eq!(stat("rendition.notifies_failed"), 0);
+    assert_eq!(stat("rendition.misses"), 1);
     // The same miss again within renotify_after_ms: no second notify.
     exchange(
         FILTER,
@@ -197,7 +203,7 @@ fn without_an_index_sync_every_image_is_a_miss_that_notifies() {
         x.response("x-rendition"),
         Some("miss; mask=0x01; reason=no_index")
     );
-    assert_eq!(metric("rendition.index_unavailable"), 1);
+    assert_eq!(stat("rendition.index_unavailable"), 1);
     assert_eq!(notifies().len(), 1);
 }
 
@@ -272,8 +278,8 @@ fn the_sync_fills_shared_data_and_a_hit_routes_to_the_sidecar() {
         .header(":path")
         .unwrap()
         .starts_with("/index?since=2&wait_ms=5000&"));
-    assert_eq!(metric("rendition.index.records"), 2);
-    assert_eq!(metric("rendition.index.applied_seq"), 2);
+    assert_eq!(stat("rendition.index.records"), 2);
+    assert_eq!(stat("rendition.index.applied_seq"), 2);
 
     let x = exchange(
         FILTER,
@@ -303,8 +309,8 @@ fn the_sync_fills_shared_data_and_a_hit_routes_to_the_sidecar() {
         None,
         "the sidecar's internal header is not sent on"
     );
-    assert_eq!(metric("rendition.hits"), 1);
-    assert_eq!(metric("rendition.hits_by_step.exact"), 1);
+    assert_eq!(stat("rendition.hits"), 1);
+    assert_eq!(stat("rendition.hits_by_step.exact"), 1);
     assert!(notifies().is_empty(), "an exact hit asks for nothing");
 }
 
@@ -322,11 +328,8 @@ fn a_hit_the_origin_answered_is_a_counted_failover() {
         x.response("x-rendition"),
         Some("miss; mask=0x0a; reason=failover")
     );
-    assert_eq!(metric("rendition.hit_failovers"), 1);
-    assert_eq!(
-        (metric("rendition.hits"), metric("rendition.misses")),
-        (0, 1)
-    );
+    assert_eq!(stat("rendition.hit_failovers"), 1);
+    assert_eq!((stat("rendition.hits"), stat("rendition.misses")), (0, 1));
 }
 
 #[test]
@@ -352,12 +355,12 @@ fn fallback_hits_ask_for_the_exact_slot_and_warm_up_at_the_threshold() {
         u64::from(CapabilityMask::WARMUP_SENTINEL),
         "5th fallback hit: warmup"
     );
-    assert_eq!(metric("rendition.warmups_sent"), 1);
-    assert_eq!(metric("rendition.hits_by_step.default"), 5);
+    assert_eq!(stat("rendition.warmups_sent"), 1);
+    assert_eq!(stat("rendition.hits_by_step.default"), 5);
     for ctx in 15..25 {
         exchange(FILTER, ctx, &req, routed);
     }
-    assert_eq!(metric("rendition.warmups_sent"), 1, "one warmup per URL");
+    assert_eq!(stat("rendition.warmups_sent"), 1, "one warmup per URL");
 }
 
 #[test]
@@ -400,7 +403,7 @@ fn private_cookie_and_non_image_responses_are_never_sent_for_optimization() {
     post[0] = (":method", "POST");
     exchange(FILTER, 21, &post, |_| origin_image());
     assert!(notifies().is_empty());
-    assert_eq!(metric("rendition.bypassed"), 2);
+    assert_eq!(stat("rendition.bypassed"), 2);
 }
 
 #[test]
@@ -411,7 +414,7 @@ fn sidecar_down_means_no_routing_and_a_new_store_means_resync() {
     let call = take_calls().pop().unwrap();
     answer_call(SYNC, call.token, None, b"");
     assert!(!meta().sidecar_up);
-    assert_eq!(metric("rendition.index.poll_failures"), 1);
+    assert_eq!(stat("rendition.index.poll_failures"), 1);
     let req = image_request("/img/a.jpg", "image/avif,*/*", CHROME_DESKTOP);
     let x: Exchange = exchange(FILTER, 10, &req, routed);
     assert_eq!(
@@ -427,7 +430,7 @@ fn sidecar_down_means_no_routing_and_a_new_store_means_resync() {
     // about another store: resync, epoch bump, ask again from 0 at once.
     let path = sync_page(2, 0, vec![]);
     assert!(path.starts_with("/index?since=1&wait_ms=0"), "{path}");
-    assert_eq!(metric("rendition.index.resyncs"), 1);
+    assert_eq!(stat("rendition.index.resyncs"), 1);
     let m = meta();
     assert_eq!((m.store_id, m.applied_seq, m.records), (2, 0, 0));
     let again = take_calls();
@@ -486,7 +489,7 @@ fn a_notify_flood_is_bounded_and_counted() {
         );
     }
     assert_eq!(
-        metric("rendition.notifies_dropped"),
+        stat("rendition.notifies_dropped"),
         300 - 256,
         "notify_queue = 256"
     );
@@ -498,7 +501,7 @@ fn a_notify_flood_is_bounded_and_counted() {
         answer_call(FILTER, c.token, Some("429"), b"");
     }
     assert_eq!(
-        metric("rendition.notifies_failed"),
+        stat("rendition.notifies_failed"),
         16,
         "a 429 from the sidecar counts as failed"
     );
@@ -514,11 +517,33 @@ fn full_buckets_evict_and_count() {
         .map(|i| entry(&format!("/e/{i}.jpg"), i + 1, &[0x08]))
         .collect();
     sync_page(1, 300, entries);
-    let evicted = metric("rendition.index.evictions");
+    let evicted = stat("rendition.index.evictions");
     assert!(evicted >= 300 - 128, "{evicted}");
     let keys = with(|h| h.shared.len());
     assert!(
         keys <= 64 + 1,
         "bucket keys + meta, whatever the number of sources: {keys}"
     );
+}
+
+/// Not a test: the shell's own cost per request, natively (`cargo test --release -p
+/// rendition-filter --test shell -- --ignored --nocapture per_request_cost`).
+#[test]
+#[ignore]
+fn per_request_cost() {
+    setup();
+    sync_page(1, 1, vec![entry("/img/a.jpg", 1, &[0x08, 0x0a])]);
+    let miss = image_request("/img/miss.jpg", "image/avif,image/webp,*/*", CHROME_DESKTOP);
+    let hit = image_request("/img/a.jpg", "image/avif,image/webp,*/*", CHROME_DESKTOP);
+    for (name, req) in [("miss", &miss), ("hit", &hit)] {
+        let n = 20_000u32;
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            exchange(FILTER, 1000 + i, req, routed);
+        }
+        println!(
+            "{name}: {:.2} us per request",
+            t.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+        );
+    }
 }
