@@ -33,6 +33,15 @@ pub struct OptimizeArgs {
     /// Desktop target width at 1x (0: keep the original width).
     #[arg(long, default_value_t = 0)]
     desktop_width: u32,
+    /// SSIMULACRA2 target every lossy variant is verified against (seed 002's band).
+    #[arg(long, default_value_t = 70.0)]
+    target: f64,
+    /// Subtracted from the target for Save-Data variants.
+    #[arg(long, default_value_t = 15.0)]
+    savedata_score_reduction: f64,
+    /// Encode once at the codec dials, without scoring (seed 004's behaviour).
+    #[arg(long)]
+    no_verify: bool,
 }
 
 #[derive(Serialize)]
@@ -99,6 +108,10 @@ pub fn run(args: &OptimizeArgs) -> ExitCode {
         widths,
         quality: &dials,
         avif: avif.as_ref(),
+        verify: (!args.no_verify).then_some(rendition_sidecar::pipeline::Targets {
+            score: args.target,
+            save_data_reduction: args.savedata_score_reduction,
+        }),
     };
     let bar = ProgressBar::new(files.len() as u64);
     bar.set_style(
@@ -244,8 +257,8 @@ pub fn optimize_file(file: &Path, out: &Path, encoders: &Encoders<'_>) -> Source
                         bytes: v.encoded.bytes.len(),
                         quality: v.encoded.quality,
                         lossless: v.encoded.lossless,
-                        score: None,
-                        attempts: 1,
+                        score: v.score.map(|s| s as f32),
+                        attempts: u32::from(v.attempts),
                         class: prepared.class.name(),
                         file: path.display().to_string(),
                         encode_ms: v.encode_time.as_millis(),

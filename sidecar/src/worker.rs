@@ -296,6 +296,10 @@ impl Worker {
             widths: self.config.variants.widths(),
             quality: self.quality.as_ref(),
             avif: self.avif.as_ref(),
+            verify: Some(pipeline::Targets {
+                score: f64::from(self.config.target_ssimulacra2),
+                save_data_reduction: f64::from(self.config.savedata_score_reduction),
+            }),
         };
         let (first, rest): (Vec<CapabilityMask>, Vec<CapabilityMask>) =
             wanted.iter().partition(|s| direct.contains(**s));

@@ -19,6 +19,7 @@ fn run(bytes: &[u8]) -> (Prepared, Vec<Outcome>) {
         widths: ViewportWidths::default(),
         quality: &dials,
         avif: &Libaom::default(),
+        verify: None,
     };
     let outcomes = pipeline::generate(&prepared, &full_matrix_order(), &enc);
     (prepared, outcomes)

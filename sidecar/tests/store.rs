@@ -27,6 +27,9 @@ fn variant(primary: u32, also: &[u32], size: usize) -> Outcome {
             lossless: false,
         },
         encode_time: Duration::ZERO,
+        score: Some(71.5),
+        attempts: 2,
+        target: Some(70.0),
     })
 }
 

@@ -47,6 +47,20 @@ pub fn encode(img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, St
     Ok(best)
 }
 
+/// Lossless only (the fallback for screenshots whose lossy encodes stay under the band).
+pub fn encode_lossless(img: &Rgba, hints: EncodeHints) -> Result<Encoded, String> {
+    let enc = Encoder::from_rgba(&img.data, img.width, img.height);
+    let bytes = enc
+        .encode_advanced(&config(100, hints, true)?)
+        .map_err(|e| format!("webp: {e:?}"))?;
+    Ok(Encoded {
+        codec: Codec::Webp,
+        bytes: bytes.to_vec(),
+        quality: 100,
+        lossless: true,
+    })
+}
+
 /// Every frame of an animation into one animated WebP (lossless for flat art, as GIFs mostly
 /// are; lossy otherwise).
 pub fn encode_animation(

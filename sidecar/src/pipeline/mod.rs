@@ -26,7 +26,7 @@ pub mod sniff;
 pub mod vectorize;
 
 use crate::encode::{self, avif::AvifEncoder, Codec, EncodeHints, Encoded};
-use crate::quality::QualityPolicy;
+use crate::quality::{verify, QualityPolicy};
 use classify::{ContentClass, ImageStats};
 use decode::Frame;
 use probe::Limits;
@@ -134,6 +134,12 @@ pub struct Variant {
     pub height: u32,
     pub encoded: Encoded,
     pub encode_time: Duration,
+    /// SSIMULACRA2 of the stored bytes, when verified.
+    pub score: Option<f64>,
+    /// Encodes it took (1 without verification).
+    pub attempts: u8,
+    /// The score it was verified against.
+    pub target: Option<f64>,
 }
 
 /// The result for one encode job.
@@ -175,8 +181,31 @@ pub fn codec_for(
 /// What `generate` needs besides the source.
 pub struct Encoders<'a> {
     pub widths: ViewportWidths,
+    /// The first quality tried for each lossy variant.
     pub quality: &'a dyn QualityPolicy,
     pub avif: &'a dyn AvifEncoder,
+    /// Verify every lossy variant against a SSIMULACRA2 target (seed 002); None encodes once
+    /// at the policy's quality.
+    pub verify: Option<Targets>,
+}
+
+/// The perceptual targets of step 10b.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Targets {
+    /// SSIMULACRA2 target (`target_ssimulacra2`, 70).
+    pub score: f64,
+    /// Subtracted for Save-Data slots (`savedata_score_reduction`, 15), floored at 0.
+    pub save_data_reduction: f64,
+}
+
+impl Targets {
+    pub fn for_slot(self, save_data: bool) -> f64 {
+        if save_data {
+            (self.score - self.save_data_reduction).max(0.0)
+        } else {
+            self.score
+        }
+    }
 }
 
 /// Steps 8-10 for `wanted` slots (in priority order). Sizes are computed by `shared`; each
@@ -208,6 +237,8 @@ pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -
         }
     }
     for (w, h) in sizes {
+        // One SSIMULACRA2 reference per size, built when the first lossy job of it needs one.
+        let mut reference: Option<Result<verify::Reference, String>> = None;
         let resized = match resize::resize(&src.image, w, h) {
             Ok(r) => r,
             Err(e) => {
@@ -233,44 +264,66 @@ pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -
                 }
             };
             let quality = enc.quality.quality(codec, job.save_data);
-            // Same codec, quality and size as an earlier job: same bytes, store once.
-            if let Some(Outcome::Stored(v)) = outcomes.iter_mut().find(|o| matches!(o, Outcome::Stored(v)
-                if v.encoded.codec == codec && v.encoded.quality == quality && (v.width, v.height) == (w, h)))
-            {
+            let target = enc.verify.map(|t| t.for_slot(job.save_data));
+            // Same codec, size and quality (or target) as an earlier job: same bytes, store once.
+            if let Some(Outcome::Stored(v)) = outcomes.iter_mut().find(|o| {
+                matches!(o, Outcome::Stored(v)
+                if v.encoded.codec == codec && (v.width, v.height) == (w, h)
+                    && (v.target == target && (target.is_some() || v.encoded.quality == quality)
+                        || codec == Codec::Png))
+            }) {
                 v.slots = v.slots.union(job.slots);
                 continue;
             }
             let started = Instant::now();
-            let result = match (codec, &src.frames) {
-                (Codec::Webp, Some(frames)) => {
-                    encode::webp::encode_animation(frames, quality, hints)
-                }
-                (Codec::Webp, None) => encode::webp::encode(pixels, quality, hints),
-                (Codec::Avif, _) => enc.avif.encode(pixels, quality, hints),
-                (Codec::Jpeg, _) => encode::jpeg::encode(pixels, quality, hints),
+            let encode_once = |q: u8| match (codec, &src.frames) {
+                (Codec::Webp, Some(frames)) => encode::webp::encode_animation(frames, q, hints),
+                (Codec::Webp, None) => encode::webp::encode(pixels, q, hints),
+                (Codec::Avif, _) => enc.avif.encode(pixels, q, hints),
+                (Codec::Jpeg, _) => encode::jpeg::encode(pixels, q, hints),
                 (Codec::Png, _) => encode::png::encode(pixels),
                 (Codec::Svg, _) => Err("svg is made by vectorize, not the matrix".to_owned()),
             };
+            let lossy = matches!(codec, Codec::Webp | Codec::Avif | Codec::Jpeg);
+            let result = match target {
+                // Animations are not scored (one reference per frame would be needed).
+                Some(t) if lossy && src.frames.is_none() => {
+                    if reference.is_none() {
+                        reference = Some(verify::Reference::new(pixels));
+                    }
+                    match reference.as_ref() {
+                        Some(Ok(r)) => verified(codec, quality, t, r, pixels, hints, encode_once),
+                        Some(Err(e)) => Err(e.clone()),
+                        None => Err("ssimulacra2: no reference".to_owned()),
+                    }
+                }
+                _ => encode_once(quality).map(|e| (e, None, 1)),
+            };
             let encode_time = started.elapsed();
             outcomes.push(match result {
-                Ok(encoded) if encoded.bytes.len() as u64 >= src.source_bytes => Outcome::Lost {
-                    slots: job.slots,
-                    reason: format!(
-                        "{} {}x{} is {} bytes, not smaller than the {}-byte source",
-                        codec.name(),
-                        w,
-                        h,
-                        encoded.bytes.len(),
-                        src.source_bytes
-                    ),
-                },
-                Ok(encoded) => Outcome::Stored(Variant {
+                Ok((encoded, _, _)) if encoded.bytes.len() as u64 >= src.source_bytes => {
+                    Outcome::Lost {
+                        slots: job.slots,
+                        reason: format!(
+                            "{} {}x{} is {} bytes, not smaller than the {}-byte source",
+                            codec.name(),
+                            w,
+                            h,
+                            encoded.bytes.len(),
+                            src.source_bytes
+                        ),
+                    }
+                }
+                Ok((encoded, score, attempts)) => Outcome::Stored(Variant {
                     primary: job.primary,
                     slots: job.slots,
                     width: w,
                     height: h,
                     encoded,
                     encode_time,
+                    score,
+                    attempts,
+                    target,
                 }),
                 Err(error) => Outcome::Failed {
                     slots: job.slots,
@@ -280,6 +333,26 @@ pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -
         }
     }
     outcomes
+}
+
+/// Step 10b for one lossy job: search from the policy's quality for the band around `target`;
+/// a screenshot or flat art whose lossy WebP stays under the band tries lossless.
+fn verified(
+    codec: Codec,
+    first: u8,
+    target: f64,
+    reference: &verify::Reference,
+    pixels: &Rgba,
+    hints: EncodeHints,
+    encode_once: impl FnMut(u8) -> Result<Encoded, String>,
+) -> Result<(Encoded, Option<f64>, u8), String> {
+    let band = verify::Band::around(target);
+    let v = verify::search(band, codec, first, reference, encode_once)?;
+    if codec == Codec::Webp && hints.is_graphic() && v.score < band.lo {
+        let lossless = encode::webp::encode_lossless(pixels, hints)?;
+        return Ok((lossless, Some(100.0), v.attempts + 1));
+    }
+    Ok((v.encoded, Some(v.score), v.attempts))
 }
 
 /// Step 11: the SVG slot for `src`, stored when eligible, faithful and smaller than both the
@@ -325,6 +398,9 @@ pub fn generate_svg(src: &Prepared, best_raster: Option<usize>) -> Outcome {
             lossless: false,
         },
         encode_time: started.elapsed(),
+        score: None,
+        attempts: 1,
+        target: None,
     })
 }
 

@@ -1,6 +1,8 @@
-//! Quality policy: which encoder quality each variant gets. The default here is seed 004's
-//! codec dials; the perceptual-quality work replaces it with prediction plus verification
-//! behind the same trait.
+//! Quality: which encoder quality a variant is first encoded at ([`QualityPolicy`]: seed 004's
+//! codec dials, or the learned model), and the SSIMULACRA2 verification that re-encodes until
+//! the score is in the band ([`verify`]).
+
+pub mod verify;
 
 use crate::encode::Codec;
 

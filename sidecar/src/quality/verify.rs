@@ -1,0 +1,333 @@
+//! Step 10b: every lossy variant is scored with SSIMULACRA2 against the resized pixels it was
+//! encoded from, decoded the way browsers decode it, and re-encoded until it lands in the band
+//! (seed 002).
+//!
+//! * Band `[t - 0.6 tol, t + 1.6 tol]`, `tol = 5`: `[67, 78]` at the default target 70. It is
+//!   lopsided on purpose: a little under the target looks worse, a little over only costs bytes.
+//! * Up to [`MAX_ATTEMPTS`] encodes, never under the format's floor. Moves are [`STEP`] (5)
+//!   when the score is near the band and proportionally larger (up to [`MAX_STEP`]) when it is
+//!   far: from a poor first guess, four steps of 5 cannot reach the band. After two tries the
+//!   next quality is the secant estimate through them.
+//!   The first in-band result wins; if none lands, the best one is kept: the smallest at or above
+//!   the low edge, else the highest score.
+//! * Quality-to-score curves are not monotone on screenshots (a higher quality can score
+//!   lower). Once one attempt is under the band and another over it, the next quality is the
+//!   midpoint between the two, so the search cannot oscillate or walk off the bracket.
+//! * Scoring uses `fast-ssim2` (a faster fork of the `ssimulacra2` crate that precomputes the
+//!   reference once per size; the tests cross-check it against `ssimulacra2`). Candidates are
+//!   decoded with the decoders browsers ship: libjpeg-turbo (as vendored by mozjpeg), libwebp,
+//!   libavif; the JPEG decoder alone can move the score.
+//! * Memory: a precomputed reference holds several float planes per pixel. Above
+//!   [`STRIP_PIXELS`] the reference is not precomputed and each comparison runs in strips, which
+//!   bounds the working set; and one such large comparison runs at a time (a process-wide lock).
+
+use crate::encode::{Codec, Encoded};
+use crate::pipeline::Rgba;
+use fast_ssim2::{PixelDescriptor, PixelSlice, Ssimulacra2Config, Ssimulacra2Reference};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
+
+/// Band half-widths are multiples of this.
+pub const TOLERANCE: f64 = 5.0;
+/// Encodes per variant at most.
+pub const MAX_ATTEMPTS: usize = 4;
+/// Quality step between attempts (seed 002), the smallest move the search makes.
+pub const STEP: u8 = 5;
+/// The largest move between two attempts, when the score is far from the target.
+pub const MAX_STEP: u8 = 25;
+/// References at or above this many pixels are compared in strips, one at a time.
+pub const STRIP_PIXELS: u64 = 4_000_000;
+const STRIPS: usize = 8;
+
+static LARGE_COMPARISONS: Mutex<()> = Mutex::new(());
+
+/// The acceptable score range around a target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Band {
+    pub target: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Band {
+    pub fn around(target: f64) -> Band {
+        let target = target.max(0.0);
+        Band {
+            target,
+            lo: target - 0.6 * TOLERANCE,
+            hi: target + 1.6 * TOLERANCE,
+        }
+    }
+
+    pub fn contains(&self, score: f64) -> bool {
+        score >= self.lo && score <= self.hi
+    }
+}
+
+/// Lowest encoder quality the search may try, per codec: below these the artefacts are of a
+/// kind SSIMULACRA2 underrates (blocking on flat areas).
+pub const fn floor(codec: Codec) -> u8 {
+    match codec {
+        Codec::Webp => 20,
+        Codec::Avif => 15,
+        Codec::Jpeg => 30,
+        Codec::Png | Codec::Svg => 100,
+    }
+}
+
+/// The pixels a variant is encoded from, ready to score candidates against.
+pub struct Reference {
+    width: u32,
+    height: u32,
+    descriptor: PixelDescriptor,
+    kind: RefKind,
+}
+
+enum RefKind {
+    Precomputed(Box<Ssimulacra2Reference>),
+    /// Large: kept as pixels, compared in strips.
+    Strips(Vec<u8>),
+}
+
+fn slice<'a>(data: &'a [u8], w: u32, h: u32, d: PixelDescriptor) -> Result<PixelSlice<'a>, String> {
+    PixelSlice::new(data, w, h, w as usize * 4, d).map_err(|e| format!("ssimulacra2: {e}"))
+}
+
+impl Reference {
+    pub fn new(img: &Rgba) -> Result<Reference, String> {
+        let descriptor = if img.is_opaque() {
+            PixelDescriptor::RGBX8_SRGB
+        } else {
+            PixelDescriptor::RGBA8_SRGB
+        };
+        let pixels = u64::from(img.width) * u64::from(img.height);
+        let kind = if pixels >= STRIP_PIXELS {
+            RefKind::Strips(img.data.clone())
+        } else {
+            let s = slice(&img.data, img.width, img.height, descriptor)?;
+            RefKind::Precomputed(Box::new(
+                Ssimulacra2Reference::new(&s).map_err(|e| format!("ssimulacra2: {e}"))?,
+            ))
+        };
+        Ok(Reference {
+            width: img.width,
+            height: img.height,
+            descriptor,
+            kind,
+        })
+    }
+
+    /// SSIMULACRA2 of decoded RGBA pixels of the same size (100 = identical).
+    pub fn score(&self, rgba: &[u8], width: u32, height: u32) -> Result<f64, String> {
+        if (width, height) != (self.width, self.height) {
+            return Err(format!(
+                "ssimulacra2: candidate is {width}x{height}, reference {}x{}",
+                self.width, self.height
+            ));
+        }
+        let candidate = slice(rgba, width, height, self.descriptor)?;
+        let score = match &self.kind {
+            RefKind::Precomputed(r) => r.compare(&candidate),
+            RefKind::Strips(data) => {
+                let _one_at_a_time = LARGE_COMPARISONS.lock().unwrap_or_else(|p| p.into_inner());
+                let reference = slice(data, width, height, self.descriptor)?;
+                fast_ssim2::compute_ssimulacra2_with_config(
+                    &reference,
+                    &candidate,
+                    &Ssimulacra2Config::strips(STRIPS),
+                )
+            }
+        };
+        score.map_err(|e| format!("ssimulacra2: {e}"))
+    }
+}
+
+/// Decodes a candidate the way a browser would, to RGBA.
+pub fn decode_as_browser(codec: Codec, bytes: &[u8]) -> Result<Rgba, String> {
+    let rgba = match codec {
+        Codec::Jpeg => decode_jpeg(bytes)?,
+        Codec::Webp => {
+            let img = webp::Decoder::new(bytes)
+                .decode()
+                .ok_or("webp: candidate does not decode")?;
+            let (w, h) = (img.width(), img.height());
+            let data = if img.is_alpha() {
+                img.to_vec()
+            } else {
+                img.chunks_exact(3)
+                    .flat_map(|p| [p[0], p[1], p[2], 255])
+                    .collect()
+            };
+            Rgba {
+                width: w,
+                height: h,
+                data,
+            }
+        }
+        Codec::Avif => {
+            let px = libavif::decode_rgb(bytes).map_err(|e| format!("avif: {e:?}"))?;
+            Rgba {
+                width: px.width(),
+                height: px.height(),
+                data: px.to_vec(),
+            }
+        }
+        Codec::Png | Codec::Svg => return Err(format!("{} is not scored", codec.name())),
+    };
+    if rgba.data.len() != rgba.width as usize * rgba.height as usize * 4 {
+        return Err(format!("{}: decoded a short image", codec.name()));
+    }
+    Ok(rgba)
+}
+
+fn decode_jpeg(bytes: &[u8]) -> Result<Rgba, String> {
+    // libjpeg reports fatal errors by unwinding through the mozjpeg crate.
+    let result = catch_unwind(AssertUnwindSafe(|| -> std::io::Result<Rgba> {
+        let d = mozjpeg::Decompress::new_mem(bytes)?;
+        let (width, height) = (d.width() as u32, d.height() as u32);
+        let mut s = d.rgba()?;
+        let data = s.read_scanlines::<u8>()?;
+        s.finish()?;
+        Ok(Rgba {
+            width,
+            height,
+            data,
+        })
+    }));
+    match result {
+        Ok(Ok(img)) => Ok(img),
+        Ok(Err(e)) => Err(format!("jpeg: {e}")),
+        Err(_) => Err("jpeg: candidate does not decode".into()),
+    }
+}
+
+/// A verified encode.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub encoded: Encoded,
+    /// SSIMULACRA2 of the kept candidate (100 for lossless).
+    pub score: f64,
+    pub attempts: u8,
+    pub in_band: bool,
+    /// Quality of the first attempt (for the model's evaluation).
+    pub first_quality: u8,
+    pub first_score: f64,
+}
+
+/// Scores one candidate.
+pub fn score_encoded(reference: &Reference, encoded: &Encoded) -> Result<f64, String> {
+    if encoded.lossless {
+        return Ok(100.0);
+    }
+    let decoded = decode_as_browser(encoded.codec, &encoded.bytes)?;
+    reference.score(&decoded.data, decoded.width, decoded.height)
+}
+
+/// Searches qualities from `first` for a candidate in `band`; `encode(q)` makes one.
+pub fn search(
+    band: Band,
+    codec: Codec,
+    first: u8,
+    reference: &Reference,
+    mut encode: impl FnMut(u8) -> Result<Encoded, String>,
+) -> Result<Verified, String> {
+    let floor = floor(codec);
+    let mut q = first.clamp(floor, 100);
+    let mut tried: Vec<(u8, f64, Encoded)> = Vec::with_capacity(MAX_ATTEMPTS);
+    for _ in 0..MAX_ATTEMPTS {
+        let encoded = encode(q)?;
+        let score = score_encoded(reference, &encoded)?;
+        let lossless = encoded.lossless;
+        tried.push((q, score, encoded));
+        if band.contains(score) || lossless {
+            break;
+        }
+        match next_quality(&tried, band, floor) {
+            Some(next) => q = next,
+            None => break,
+        }
+    }
+    let attempts = tried.len() as u8;
+    let (first_quality, first_score) = (tried[0].0, tried[0].1);
+    let pick = best(&tried, band);
+    let (_, score, encoded) = tried.swap_remove(pick);
+    Ok(Verified {
+        encoded,
+        score,
+        attempts,
+        in_band: band.contains(score),
+        first_quality,
+        first_score,
+    })
+}
+
+/// The next quality to try, or None when the search is over.
+fn next_quality(tried: &[(u8, f64, Encoded)], band: Band, floor: u8) -> Option<u8> {
+    let (q, score, _) = tried.last()?;
+    // Highest quality still under the band, lowest quality already over it.
+    let under = tried.iter().filter(|t| t.1 < band.lo).map(|t| t.0).max();
+    let over = tried.iter().filter(|t| t.1 > band.hi).map(|t| t.0).min();
+    let next = match (under, over) {
+        (Some(lo), Some(hi)) if lo < hi => {
+            if hi - lo <= 1 {
+                return None;
+            }
+            // Bracketed: the secant estimate when it falls strictly inside, else the midpoint.
+            secant(tried, band.target)
+                .map(|e| e.round())
+                .filter(|&e| e > f64::from(lo) && e < f64::from(hi))
+                .map_or(lo + (hi - lo) / 2, |e| e as u8)
+        }
+        // Non-monotone: a lower quality scored over the band and a higher under it.
+        (Some(_), Some(_)) => return None,
+        _ => {
+            // One side only: STEP, or more when the score is far from the target (the secant
+            // through the last two tries once there are two), at most MAX_STEP at a time.
+            let gap = band.target - score;
+            let steps = (gap.abs() / TOLERANCE).round().max(1.0);
+            let by_gap = f64::from(*q) + gap.signum() * (steps * f64::from(STEP));
+            let estimate = secant(tried, band.target).unwrap_or(by_gap);
+            let limit = f64::from(MAX_STEP);
+            let wanted = estimate.clamp(f64::from(*q) - limit, f64::from(*q) + limit);
+            let next = if gap > 0.0 {
+                wanted.max(f64::from(*q) + f64::from(STEP))
+            } else {
+                wanted.min(f64::from(*q) - f64::from(STEP))
+            };
+            next.round().clamp(f64::from(floor), 100.0) as u8
+        }
+    };
+    (!tried.iter().any(|t| t.0 == next)).then_some(next)
+}
+
+/// The quality where the line through the last two tries reaches `target`, when they differ.
+fn secant(tried: &[(u8, f64, Encoded)], target: f64) -> Option<f64> {
+    let [.., (q1, s1, _), (q2, s2, _)] = tried else {
+        return None;
+    };
+    let (q1, q2) = (f64::from(*q1), f64::from(*q2));
+    ((s2 - s1).abs() > 0.5).then(|| q2 + (target - s2) * (q2 - q1) / (s2 - s1))
+}
+
+/// Index of the candidate to keep: the smallest in band; else the smallest at or over the low
+/// edge; else the highest score.
+fn best(tried: &[(u8, f64, Encoded)], band: Band) -> usize {
+    let smallest = |pred: &dyn Fn(f64) -> bool| {
+        tried
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| pred(t.1))
+            .min_by_key(|(_, t)| t.2.bytes.len())
+            .map(|(i, _)| i)
+    };
+    smallest(&|s| band.contains(s))
+        .or_else(|| smallest(&|s| s >= band.lo))
+        .or_else(|| {
+            tried
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+                .map(|(i, _)| i)
+        })
+        .unwrap_or(0)
+}
