@@ -16,7 +16,15 @@ WASM_OUT := $(CARGO_TARGET_DIR)/wasm/wasm32-wasip1/release
 FILTER_WASM := $(WASM_OUT)/rendition_filter.wasm
 ENVOY := $(ROOT)/.tools/bin/envoy
 
-.PHONY: help setup build wasm test test-host test-wasm test-e2e lint bench demo clean
+.PHONY: help setup build wasm test test-host test-wasm test-e2e test-trainer lint bench demo clean corpus train eval
+
+# The quality-model trainer (LightGBM) lives in its own workspace: LightGBM needs CMake >= 3.28,
+# which pip's `cmake` provides (Debian 12 has 3.25), and it must not touch the main workspace's
+# other CMake builds.
+PYCMAKE := $(ROOT)/.tools/pycmake/cmake/data/bin/cmake
+TRAINER_TARGET := $(dir $(CARGO_TARGET_DIR))trainer-target
+TRAINER := CMAKE=$(PYCMAKE) CARGO_TARGET_DIR=$(TRAINER_TARGET) $(CARGO)
+LABELS := sidecar/models/labels.jsonl.gz
 
 help:
 	@echo "make demo   build and start origin + sidecar + Envoy, and show it working"
@@ -35,8 +43,16 @@ wasm: setup
 	@mkdir -p dist && cp $(FILTER_WASM) dist/rendition_filter.wasm
 	@echo "wasm: dist/rendition_filter.wasm ($$(stat -c %s dist/rendition_filter.wasm) bytes)"
 
-test: setup test-host test-wasm test-e2e
+test: setup test-host test-wasm test-e2e test-trainer
 	@echo "make test: all passed"
+
+$(PYCMAKE):
+	python3 -m pip install --quiet --target $(ROOT)/.tools/pycmake "cmake>=3.28,<5"
+
+# A small training run on a slice of the committed labels: the model text comes out and the
+# sidecar's build.rs can compile it (trainer/tests/smoke.rs).
+test-trainer: setup $(PYCMAKE)
+	$(TRAINER) test --release --manifest-path trainer/Cargo.toml
 
 test-host:
 	$(CARGO) test --workspace --all-targets
@@ -70,6 +86,28 @@ bench: setup
 	$(CARGO) build --release -p rendition-sidecar
 	benches/throughput.sh benches/.fixtures/photo-2mp.jpg 8
 	benches/throughput.sh benches/.fixtures/photo-12mp.jpg 2
+
+# The quality model (docs/quality.md): corpus -> labels -> models -> evaluation.
+# `make train` reproduces the committed models from the committed labels; `make corpus`
+# rebuilds the labels from the packages (about 30 min on 2 cores).
+corpus: setup
+	scripts/corpus.sh
+	$(CARGO) build --release -p rendition-sidecar
+	$(CARGO_TARGET_DIR)/release/rendition label .corpus/images/photo .corpus/images/graphic \
+	  .corpus/images/screenshot --out .corpus/labels.jsonl --jobs 2
+	gzip -9n < .corpus/labels.jsonl > $(LABELS)
+
+train: setup $(PYCMAKE)
+	$(TRAINER) build --release --manifest-path trainer/Cargo.toml
+	gunzip -c $(LABELS) > $(TRAINER_TARGET)/labels.jsonl
+	$(TRAINER_TARGET)/release/rendition-trainer $(TRAINER_TARGET)/labels.jsonl sidecar/models
+
+eval: setup
+	scripts/corpus.sh
+	$(CARGO) build --release -p rendition-sidecar
+	gunzip -c $(LABELS) > .corpus/labels-eval.jsonl
+	$(CARGO_TARGET_DIR)/release/rendition eval .corpus/labels-eval.jsonl --images .corpus/images/photo \
+	  --images .corpus/images/graphic --images .corpus/images/screenshot --out docs/quality-eval.md
 
 demo: setup build
 	scripts/demo.sh

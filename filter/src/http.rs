@@ -41,7 +41,14 @@ pub struct WorkerState {
     pub metrics: FilterMetrics,
     pub outbox: RefCell<Outbox>,
     pub hot: RefCell<HotUrls>,
+    /// The index meta record and when it was read: re-read at most every [`META_TTL_MS`].
+    meta: std::cell::Cell<Option<(IndexMeta, u64)>>,
 }
+
+/// How long a worker trusts its copy of the index meta record. Every host call costs more
+/// than the decision itself; a copy up to 50 ms old can only route a hit to a sidecar that
+/// went down in those 50 ms, which Envoy's retry then sends to the origin.
+pub const META_TTL_MS: u64 = 50;
 
 impl WorkerState {
     pub fn new(config: FilterConfig, metrics: FilterMetrics) -> WorkerState {
@@ -54,6 +61,7 @@ impl WorkerState {
             hot: RefCell::new(HotUrls::new(config.hot_table_slots, config.hot_threshold)),
             config,
             metrics,
+            meta: std::cell::Cell::new(None),
         }
     }
 }
@@ -132,11 +140,21 @@ impl ImageRequest {
 
     /// The index record of `key`, or why there is none to trust.
     fn lookup(&self, key: &KeyId) -> Result<(Option<IndexRecord>, bool), MissReason> {
-        let meta = match self.get_shared_data(META_KEY) {
-            (Some(bytes), _) => IndexMeta::decode(&bytes).map_err(|_| MissReason::NoIndex)?,
-            (None, _) => return Err(MissReason::NoIndex),
+        let now = self.now_ms();
+        let meta = match self.worker.meta.get() {
+            Some((meta, read_at)) if now.saturating_sub(read_at) < META_TTL_MS => meta,
+            _ => {
+                let meta = match self.get_shared_data(META_KEY) {
+                    (Some(bytes), _) => {
+                        IndexMeta::decode(&bytes).map_err(|_| MissReason::NoIndex)?
+                    }
+                    (None, _) => return Err(MissReason::NoIndex),
+                };
+                self.worker.meta.set(Some((meta, now)));
+                meta
+            }
         };
-        let usable = meta.sidecar_usable(self.now_ms(), self.worker.config.sidecar_stale_after_ms);
+        let usable = meta.sidecar_usable(now, self.worker.config.sidecar_stale_after_ms);
         let record = match self.get_shared_data(&bucket_key(meta.bucket_of(key))) {
             (Some(bucket), _) => bucket_lookup(&bucket, meta.epoch, key),
             (None, _) => None,
@@ -328,11 +346,14 @@ impl HttpContext for ImageRequest {
         if served_by_sidecar {
             edits.push((VARIANT_HEADER, None));
         }
-        if let Outcome::Hit { mask, .. } = self.outcome {
+        if let Outcome::Hit { mask, step, .. } = self.outcome {
             if !served_by_sidecar {
                 // Envoy retried at the origin: the sidecar was down, slow or had lost the variant.
                 self.worker.metrics.hit_failovers.inc();
                 self.worker.metrics.hits.add(-1);
+                if let Some(c) = self.worker.metrics.step(step) {
+                    c.add(-1);
+                }
                 self.worker.metrics.misses.inc();
                 self.outcome = Outcome::Miss(MissReason::Failover, mask);
             }

@@ -22,6 +22,8 @@ pub struct Config {
     pub target_ssimulacra2: f32,
     /// Points the target drops for Save-Data clients.
     pub savedata_score_reduction: f32,
+    /// The learned model picks each format's first quality (off: the codec dials do).
+    pub learned_quality: LearnedQualityConfig,
     /// Bearer token for /stats, /metrics and /purge from non-loopback peers (unset: loopback only).
     pub admin_token: Option<String>,
     pub limits: Limits,
@@ -38,11 +40,31 @@ impl Default for Config {
             cache_size_bytes: 1 << 30,
             target_ssimulacra2: 70.0,
             savedata_score_reduction: 15.0,
+            learned_quality: LearnedQualityConfig::default(),
             admin_token: None,
             limits: Limits::default(),
             origins: OriginsConfig::default(),
             variants: VariantsConfig::default(),
             queue: QueueConfig::default(),
+        }
+    }
+}
+
+/// Which formats use the learned quality model (seed 000) for their first encode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearnedQualityConfig {
+    pub webp: bool,
+    pub avif: bool,
+    pub jpeg: bool,
+}
+
+impl Default for LearnedQualityConfig {
+    fn default() -> Self {
+        LearnedQualityConfig {
+            webp: true,
+            avif: true,
+            jpeg: true,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod mask_cmd;
 mod optimize_cmd;
+mod quality_cmd;
 mod serve_cmd;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,12 @@ enum Command {
     Optimize(optimize_cmd::OptimizeArgs),
     /// Run the sidecar service (generate, store and serve variants).
     Serve(Box<serve_cmd::ServeArgs>),
+    /// Training data for the quality model: quality sweeps of real images (make corpus/train).
+    #[command(hide = true)]
+    Label(quality_cmd::LabelArgs),
+    /// Evaluate the compiled quality model on the held-out labels (make eval).
+    #[command(hide = true)]
+    Eval(quality_cmd::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,5 +41,7 @@ fn main() -> ExitCode {
         Command::Mask(args) => mask_cmd::run(&args),
         Command::Optimize(args) => optimize_cmd::run(&args),
         Command::Serve(args) => serve_cmd::run(&args),
+        Command::Label(args) => quality_cmd::label(&args),
+        Command::Eval(args) => quality_cmd::eval(&args),
     }
 }

@@ -4,7 +4,7 @@
 use clap::Args;
 use rendition_sidecar::config::{Config, ConfigError};
 use rendition_sidecar::encode::avif;
-use rendition_sidecar::quality::CodecDials;
+use rendition_sidecar::quality::{CodecDials, LearnedQuality};
 use rendition_sidecar::store::Store;
 use rendition_sidecar::{server, worker};
 use std::net::SocketAddr;
@@ -60,6 +60,13 @@ pub struct ServeArgs {
     desktop_width: Option<u32>,
     #[arg(long)]
     enable_warmup: bool,
+    /// JPEG variants start at the codec dial instead of the learned model's quality.
+    #[arg(long)]
+    no_learned_quality_jpeg: bool,
+    #[arg(long)]
+    no_learned_quality_webp: bool,
+    #[arg(long)]
+    no_learned_quality_avif: bool,
 }
 
 impl ServeArgs {
@@ -102,6 +109,10 @@ impl ServeArgs {
         v.proactive_savedata_variants &= !self.no_proactive_savedata_variants;
         v.proactive_density_variants &= !self.no_proactive_density_variants;
         v.enable_warmup |= self.enable_warmup;
+        let l = &mut c.learned_quality;
+        l.jpeg &= !self.no_learned_quality_jpeg;
+        l.webp &= !self.no_learned_quality_webp;
+        l.avif &= !self.no_learned_quality_avif;
         c.validate()?;
         Ok(c)
     }
@@ -159,10 +170,16 @@ async fn serve(config: Config) -> Result<(), String> {
         proactive = config.variants.proactive_image_variants,
         "rendition sidecar ready"
     );
+    let learned = config.learned_quality;
     let (w, rx) = worker::Worker::new(
         config,
         Arc::clone(&store),
-        Box::new(CodecDials::default()),
+        Box::new(LearnedQuality {
+            dials: CodecDials::default(),
+            webp: learned.webp,
+            avif: learned.avif,
+            jpeg: learned.jpeg,
+        }),
         avif::default_encoder(),
     )?;
     let handles = worker::run_workers(Arc::clone(&w), rx);

@@ -176,7 +176,10 @@ fn the_verified_matrix_scores_every_lossy_variant() {
         if Band::around(target).contains(score) {
             in_band += 1;
         } else {
-            println!("{:x}: {score:.1} for {target} after {}", v.primary, v.attempts);
+            println!(
+                "{:x}: {score:.1} for {target} after {}",
+                v.primary, v.attempts
+            );
         }
     }
     assert!(scored >= 12, "{scored}");

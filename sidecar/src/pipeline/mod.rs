@@ -26,7 +26,7 @@ pub mod sniff;
 pub mod vectorize;
 
 use crate::encode::{self, avif::AvifEncoder, Codec, EncodeHints, Encoded};
-use crate::quality::{verify, QualityPolicy};
+use crate::quality::{features::OutputFeatures, verify, QualityPolicy};
 use classify::{ContentClass, ImageStats};
 use decode::Frame;
 use probe::Limits;
@@ -252,6 +252,8 @@ pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -
             }
         };
         let pixels = resized.as_ref().unwrap_or(&src.image);
+        let features = (enc.verify.is_some() && enc.quality.wants_features())
+            .then(|| OutputFeatures::of(pixels, src.format, src.jpeg_quality));
         for job in jobs.iter().filter(|j| (j.width, j.height) == (w, h)) {
             let codec = match codec_for(job.format, src.format, animated) {
                 Ok(c) => c,
@@ -263,8 +265,11 @@ pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -
                     continue;
                 }
             };
-            let quality = enc.quality.quality(codec, job.save_data);
             let target = enc.verify.map(|t| t.for_slot(job.save_data));
+            let quality = match (&features, target) {
+                (Some(f), Some(t)) => enc.quality.first_quality(codec, job.save_data, f, t),
+                _ => enc.quality.quality(codec, job.save_data),
+            };
             // Same codec, size and quality (or target) as an earlier job: same bytes, store once.
             if let Some(Outcome::Stored(v)) = outcomes.iter_mut().find(|o| {
                 matches!(o, Outcome::Stored(v)

@@ -2,14 +2,95 @@
 //! codec dials, or the learned model), and the SSIMULACRA2 verification that re-encodes until
 //! the score is in the band ([`verify`]).
 
+pub mod features;
+pub mod model;
 pub mod verify;
 
 use crate::encode::Codec;
+use features::OutputFeatures;
 
 /// Chooses the encoder quality (0-100) for a variant.
 pub trait QualityPolicy: Send + Sync {
     fn name(&self) -> &'static str;
+    /// The quality without anything known of the image (the codec dials).
     fn quality(&self, codec: Codec, save_data: bool) -> u8;
+    /// The first quality to try for a variant verified against `target`; a learned policy
+    /// predicts it from the output's features.
+    fn first_quality(
+        &self,
+        codec: Codec,
+        save_data: bool,
+        _features: &OutputFeatures,
+        _target: f64,
+    ) -> u8 {
+        self.quality(codec, save_data)
+    }
+    /// Whether [`Self::first_quality`] reads the features (they cost a pass over the pixels).
+    fn wants_features(&self) -> bool {
+        false
+    }
+}
+
+/// Seed 000: one LightGBM regressor per format predicts the quality that reaches the target,
+/// so the first encode usually lands in the band. A format whose model is off (the
+/// `--no-learned-quality-*` flags) or absent uses the codec dials.
+#[derive(Clone, Copy, Debug)]
+pub struct LearnedQuality {
+    pub dials: CodecDials,
+    pub webp: bool,
+    pub avif: bool,
+    pub jpeg: bool,
+}
+
+impl LearnedQuality {
+    pub fn all() -> LearnedQuality {
+        LearnedQuality {
+            dials: CodecDials::default(),
+            webp: true,
+            avif: true,
+            jpeg: true,
+        }
+    }
+
+    fn model(&self, codec: Codec) -> Option<&'static model::Model> {
+        let m = match codec {
+            Codec::Webp if self.webp => &model::WEBP,
+            Codec::Avif if self.avif => &model::AVIF,
+            Codec::Jpeg if self.jpeg => &model::JPEG,
+            _ => return None,
+        };
+        (!m.is_empty()).then_some(m)
+    }
+}
+
+impl QualityPolicy for LearnedQuality {
+    fn name(&self) -> &'static str {
+        "learned"
+    }
+
+    fn quality(&self, codec: Codec, save_data: bool) -> u8 {
+        self.dials.quality(codec, save_data)
+    }
+
+    fn first_quality(
+        &self,
+        codec: Codec,
+        save_data: bool,
+        features: &OutputFeatures,
+        target: f64,
+    ) -> u8 {
+        match self.model(codec) {
+            Some(m) => {
+                let q = m.predict(&features.with_target(target));
+                q.round().clamp(f64::from(verify::floor(codec)), 100.0) as u8
+            }
+            None => self.dials.quality(codec, save_data),
+        }
+    }
+
+    fn wants_features(&self) -> bool {
+        self.webp || self.avif || self.jpeg
+    }
 }
 
 /// Seed 004's fixed dials: WebP 75 (50 with Save-Data), AVIF libaom quantizer 25 (35 with

@@ -1,0 +1,97 @@
+//! What the quality model sees of one output: cheap statistics of the resized pixels (the same
+//! sample-grid pass the classifier uses), the output size, the source's format and estimated
+//! JPEG quality, and the score target. Computed once per output size, in microseconds.
+//!
+//! The order is the model's input layout: `FEATURE_NAMES[i]` is column `i` of the training
+//! data (`rendition label`) and of every prediction. Changing it means retraining (`make train`).
+
+use crate::pipeline::classify::{self, ContentClass, ImageStats};
+use crate::pipeline::sniff::SourceFormat;
+use crate::pipeline::Rgba;
+
+pub const FEATURE_NAMES: [&str; 15] = [
+    "width",
+    "height",
+    "log2_pixels",
+    "log2_unique_colors",
+    "flat_ratio",
+    "edge_ratio",
+    "noise",
+    "luma_mean",
+    "luma_std",
+    "has_alpha",
+    "grayscale",
+    "class",
+    "source_format",
+    "source_jpeg_quality",
+    "target",
+];
+pub const N_FEATURES: usize = FEATURE_NAMES.len();
+
+/// The per-output part (everything but the target).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OutputFeatures {
+    pub values: [f64; N_FEATURES],
+}
+
+impl OutputFeatures {
+    /// `pixels` are the resized pixels the variant is encoded from.
+    pub fn of(
+        pixels: &Rgba,
+        source_format: SourceFormat,
+        source_jpeg_quality: Option<u8>,
+    ) -> OutputFeatures {
+        Self::from_stats(
+            &classify::stats(pixels),
+            pixels.width,
+            pixels.height,
+            source_format,
+            source_jpeg_quality,
+        )
+    }
+
+    pub fn from_stats(
+        s: &ImageStats,
+        width: u32,
+        height: u32,
+        source_format: SourceFormat,
+        source_jpeg_quality: Option<u8>,
+    ) -> OutputFeatures {
+        let class = classify::classify(s);
+        let values = [
+            f64::from(width),
+            f64::from(height),
+            (f64::from(width) * f64::from(height)).max(1.0).log2(),
+            f64::from(s.unique_colors.max(1)).log2(),
+            f64::from(s.flat_ratio),
+            f64::from(s.edge_ratio),
+            f64::from(s.noise),
+            f64::from(s.luma_mean),
+            f64::from(s.luma_var).sqrt(),
+            f64::from(u8::from(s.has_alpha)),
+            f64::from(u8::from(s.grayscale)),
+            match class {
+                ContentClass::Photo => 0.0,
+                ContentClass::Screenshot => 1.0,
+                ContentClass::Illustration => 2.0,
+                ContentClass::Noisy => 3.0,
+            },
+            match source_format {
+                SourceFormat::Jpeg => 0.0,
+                SourceFormat::Png => 1.0,
+                SourceFormat::Gif => 2.0,
+                SourceFormat::Webp => 3.0,
+            },
+            f64::from(source_jpeg_quality.unwrap_or(0)),
+            0.0,
+        ];
+        OutputFeatures { values }
+    }
+
+    /// The model input for one score target.
+    pub fn with_target(&self, target: f64) -> [f64; N_FEATURES] {
+        let mut v = self.values;
+        v[N_FEATURES - 1] = target;
+        v
+    }
+}

@@ -1,0 +1,515 @@
+//! `rendition label` and `rendition eval`: the quality model's training data and its
+//! evaluation (issue 5). Both run the real pipeline: prepare (decode, orient, sRGB), resize,
+//! encode with the real codecs, decode like a browser, score with SSIMULACRA2.
+//!
+//! * `label` sweeps each (image, output width, format) over a quality grid and writes one JSON
+//!   line with the output's features and the (quality, score, bytes) curve. `make train`
+//!   turns the curves into (features, target) -> quality rows for targets 50..90.
+//! * `eval` takes the held-out images of the same file and measures, per format and target,
+//!   the learned first guess plus verification against: an oracle search, seed 004's fixed
+//!   dials, and one global quality per format.
+
+use clap::Args;
+use rendition_sidecar::encode::{avif, jpeg, webp, Codec, EncodeHints, Encoded};
+use rendition_sidecar::pipeline::{self, resize, sniff::SourceFormat, Rgba};
+use rendition_sidecar::quality::features::{OutputFeatures, FEATURE_NAMES};
+use rendition_sidecar::quality::verify::{self, Band, Reference};
+use rendition_sidecar::quality::{CodecDials, LearnedQuality, QualityPolicy};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Encoder qualities of the sweep: dense where the targets land.
+pub const GRID: [u8; 10] = [15, 25, 35, 45, 55, 65, 75, 85, 95, 100];
+const CODECS: [Codec; 3] = [Codec::Webp, Codec::Avif, Codec::Jpeg];
+
+#[derive(Args)]
+pub struct LabelArgs {
+    /// Image files or folders (one level deep).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// JSON-lines output.
+    #[arg(long)]
+    out: PathBuf,
+    /// Output widths (never upscaled).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![480u32, 1024])]
+    widths: Vec<u32>,
+    /// Parallel images.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The labels (`rendition label` output).
+    labels: PathBuf,
+    /// The image folders the labels were made from.
+    #[arg(long, required = true)]
+    images: Vec<PathBuf>,
+    /// Markdown report.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+}
+
+/// One labelled output.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Label {
+    pub image: String,
+    /// "train" or "test", by a hash of the source file name (crops of one photo stay together).
+    pub split: String,
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub features: Vec<f64>,
+    /// (quality, score, bytes) over [`GRID`].
+    pub sweep: Vec<(u8, f64, usize)>,
+}
+
+pub fn split_of(name: &str) -> &'static str {
+    // The source, not the crop: "abcd1234-name.jpg" and its crops share the prefix.
+    let base = name.split('@').next().unwrap_or(name);
+    let h = base.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    if h % 4 == 0 {
+        "test"
+    } else {
+        "train"
+    }
+}
+
+fn files(inputs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                let mut v: Vec<PathBuf> = rd
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect();
+                v.sort();
+                out.extend(v);
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// The sources of one file: the image, and for photos wider than 1600 px a centre crop (the
+/// corpus holds few real photos; crops give more content at each output width).
+fn sources(path: &std::path::Path) -> Vec<(String, pipeline::Prepared)> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return vec![];
+    };
+    let Ok(p) = pipeline::prepare(&bytes, &Default::default()) else {
+        return vec![];
+    };
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let mut out = Vec::new();
+    if p.image.width >= 1600 && p.image.height >= 900 {
+        for (tag, fx, fy) in [("c", 0.25, 0.25)] {
+            let (w, h) = (p.image.width / 2, p.image.height / 2);
+            let (x0, y0) = (
+                (f64::from(p.image.width) * fx) as u32,
+                (f64::from(p.image.height) * fy) as u32,
+            );
+            let mut data = Vec::with_capacity(w as usize * h as usize * 4);
+            for y in y0..y0 + h {
+                let row = (y * p.image.width + x0) as usize * 4;
+                data.extend_from_slice(&p.image.data[row..row + w as usize * 4]);
+            }
+            let crop = Rgba {
+                width: w,
+                height: h,
+                data,
+            };
+            let stats = pipeline::classify::stats(&crop);
+            out.push((
+                format!("{name}@{tag}"),
+                pipeline::Prepared {
+                    image: crop,
+                    stats,
+                    class: pipeline::classify::classify(&stats),
+                    notes: vec![],
+                    frames: None,
+                    ..clone_meta(&p)
+                },
+            ));
+        }
+    }
+    out.insert(0, (name, p));
+    out
+}
+
+fn clone_meta(p: &pipeline::Prepared) -> pipeline::Prepared {
+    pipeline::Prepared {
+        format: p.format,
+        source_bytes: p.source_bytes,
+        image: Rgba {
+            width: 0,
+            height: 0,
+            data: vec![],
+        },
+        frames: None,
+        class: p.class,
+        stats: p.stats,
+        jpeg_quality: p.jpeg_quality,
+        notes: vec![],
+        decode_time: p.decode_time,
+    }
+}
+
+fn hints(p: &pipeline::Prepared) -> EncodeHints {
+    EncodeHints {
+        class: p.class,
+        grayscale: p.stats.grayscale,
+        opaque: !p.stats.has_alpha,
+    }
+}
+
+/// The lossy encode the pipeline would make (WebP never picks lossless here: the model
+/// predicts lossy quality).
+fn encode(
+    codec: Codec,
+    img: &Rgba,
+    q: u8,
+    h: EncodeHints,
+    av: &dyn avif::AvifEncoder,
+) -> Result<Encoded, String> {
+    let lossy_hints = EncodeHints {
+        class: pipeline::classify::ContentClass::Photo,
+        ..h
+    };
+    match codec {
+        Codec::Webp => webp::encode(img, q, if h.is_graphic() { lossy_hints } else { h }),
+        Codec::Avif => av.encode(img, q, h),
+        Codec::Jpeg => jpeg::encode(img, q, h),
+        _ => Err("not lossy".into()),
+    }
+}
+
+/// (width, height) outputs of a source for `widths`, never upscaled, deduplicated.
+fn outputs(img: &Rgba, widths: &[u32]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for &w in widths {
+        let w = w.min(img.width);
+        let h = ((u64::from(img.height) * u64::from(w) + u64::from(img.width) / 2)
+            / u64::from(img.width))
+        .max(1) as u32;
+        if !out.contains(&(w, h)) {
+            out.push((w, h));
+        }
+    }
+    out
+}
+
+fn resized(img: &Rgba, w: u32, h: u32) -> Option<Rgba> {
+    match resize::resize(img, w, h) {
+        Ok(Some(r)) => Some(r),
+        Ok(None) => Some(Rgba {
+            width: img.width,
+            height: img.height,
+            data: img.data.clone(),
+        }),
+        Err(_) => None,
+    }
+}
+
+fn codecs_for(format: SourceFormat) -> impl Iterator<Item = Codec> {
+    // The optimized original is JPEG only for JPEG sources (PNG stays lossless).
+    CODECS
+        .into_iter()
+        .filter(move |c| *c != Codec::Jpeg || format == SourceFormat::Jpeg)
+}
+
+pub fn label(args: &LabelArgs) -> ExitCode {
+    let files = files(&args.inputs);
+    let out = match std::fs::File::create(&args.out) {
+        Ok(f) => Mutex::new(std::io::BufWriter::new(f)),
+        Err(e) => {
+            eprintln!("label: {}: {e}", args.out.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..args.jobs.max(1) {
+            s.spawn(|| {
+                let av = avif::default_encoder();
+                while let Some(path) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    for (name, src) in sources(path) {
+                        if src.frames.is_some() {
+                            continue;
+                        }
+                        for (w, h) in outputs(&src.image, &args.widths) {
+                            let Some(px) = resized(&src.image, w, h) else {
+                                continue;
+                            };
+                            let Ok(reference) = Reference::new(&px) else {
+                                continue;
+                            };
+                            let f = OutputFeatures::of(&px, src.format, src.jpeg_quality);
+                            for codec in codecs_for(src.format) {
+                                let sweep: Vec<(u8, f64, usize)> = GRID
+                                    .iter()
+                                    .filter_map(|&q| {
+                                        let e =
+                                            encode(codec, &px, q, hints(&src), av.as_ref()).ok()?;
+                                        let s = verify::score_encoded(&reference, &e).ok()?;
+                                        Some((q, s, e.bytes.len()))
+                                    })
+                                    .collect();
+                                let label = Label {
+                                    split: split_of(&name).into(),
+                                    image: name.clone(),
+                                    codec: codec.name().into(),
+                                    width: w,
+                                    height: h,
+                                    features: f.values.to_vec(),
+                                    sweep,
+                                };
+                                if let (Ok(line), Ok(mut o)) =
+                                    (serde_json::to_string(&label), out.lock())
+                                {
+                                    let _ = writeln!(o, "{line}");
+                                }
+                            }
+                        }
+                    }
+                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    eprintln!("label: {n}/{} {}", files.len(), path.display());
+                }
+            });
+        }
+    });
+    if let Ok(mut o) = out.lock() {
+        let _ = o.flush();
+    }
+    ExitCode::SUCCESS
+}
+
+/// The quality where a sweep first reaches `target` (linear between grid points); None when
+/// it never does.
+pub fn quality_for(sweep: &[(u8, f64, usize)], target: f64) -> Option<f64> {
+    let mut prev: Option<&(u8, f64, usize)> = None;
+    for p in sweep {
+        if p.1 >= target {
+            return Some(match prev {
+                Some(a) if p.1 > a.1 => {
+                    f64::from(a.0) + (target - a.1) / (p.1 - a.1) * f64::from(p.0 - a.0)
+                }
+                _ => f64::from(p.0),
+            });
+        }
+        prev = Some(p);
+    }
+    None
+}
+
+/// Bytes at quality `q` on a sweep (linear between grid points).
+fn bytes_at(sweep: &[(u8, f64, usize)], q: f64) -> f64 {
+    let mut prev = sweep.first();
+    for p in sweep {
+        if f64::from(p.0) >= q {
+            return match prev {
+                Some(a) if p.0 > a.0 => {
+                    a.2 as f64
+                        + (q - f64::from(a.0)) / f64::from(p.0 - a.0) * (p.2 as f64 - a.2 as f64)
+                }
+                _ => p.2 as f64,
+            };
+        }
+        prev = Some(p);
+    }
+    sweep.last().map_or(0.0, |p| p.2 as f64)
+}
+
+fn score_at(sweep: &[(u8, f64, usize)], q: f64) -> f64 {
+    let mut prev = sweep.first();
+    for p in sweep {
+        if f64::from(p.0) >= q {
+            return match prev {
+                Some(a) if p.0 > a.0 => {
+                    a.1 + (q - f64::from(a.0)) / f64::from(p.0 - a.0) * (p.1 - a.1)
+                }
+                _ => p.1,
+            };
+        }
+        prev = Some(p);
+    }
+    sweep.last().map_or(0.0, |p| p.1)
+}
+
+#[derive(Default, Clone)]
+struct Tally {
+    n: usize,
+    first_in_band: usize,
+    encodes: usize,
+    abs_err: f64,
+    at_or_above_lo: usize,
+    ours: f64,
+    oracle: f64,
+    dials: f64,
+    dials_at_or_above_lo: usize,
+    global: f64,
+}
+
+pub fn eval(args: &EvalArgs) -> ExitCode {
+    let labels: Vec<Label> = match std::fs::File::open(&args.labels) {
+        Ok(f) => std::io::BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect(),
+        Err(e) => {
+            eprintln!("eval: {}: {e}", args.labels.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let targets = [(70.0, false), (55.0, true)];
+    // One global quality per format and target: the lowest that gets every training output
+    // to the target (what a single knob per format would have to be set to).
+    let global = |codec: &str, t: f64| -> f64 {
+        labels
+            .iter()
+            .filter(|l| l.split == "train" && l.codec == codec)
+            .filter_map(|l| quality_for(&l.sweep, t))
+            .fold(0.0, f64::max)
+    };
+    let files = files(&args.images);
+    let by_name: std::collections::HashMap<String, PathBuf> = files
+        .iter()
+        .filter_map(|p| Some((p.file_name()?.to_string_lossy().into_owned(), p.clone())))
+        .collect();
+    let test: Vec<&Label> = labels.iter().filter(|l| l.split == "test").collect();
+    let mut images: Vec<&str> = test
+        .iter()
+        .map(|l| l.image.split('@').next().unwrap_or(""))
+        .collect();
+    images.sort_unstable();
+    images.dedup();
+    let tallies: Mutex<std::collections::BTreeMap<(String, u32), Tally>> = Mutex::default();
+    let next = AtomicUsize::new(0);
+    let learned = LearnedQuality::all();
+    let dials = CodecDials::default();
+    std::thread::scope(|s| {
+        for _ in 0..args.jobs.max(1) {
+            s.spawn(|| {
+                let av = avif::default_encoder();
+                while let Some(img) = images.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let Some(path) = by_name.get(*img) else {
+                        continue;
+                    };
+                    for (name, src) in sources(path) {
+                        for l in test.iter().filter(|l| l.image == name) {
+                            let Some(px) = resized(&src.image, l.width, l.height) else {
+                                continue;
+                            };
+                            let Ok(reference) = Reference::new(&px) else {
+                                continue;
+                            };
+                            let f = OutputFeatures::of(&px, src.format, src.jpeg_quality);
+                            let codec = match l.codec.as_str() {
+                                "webp" => Codec::Webp,
+                                "avif" => Codec::Avif,
+                                _ => Codec::Jpeg,
+                            };
+                            for (t, save_data) in targets {
+                                let Some(oracle_q) = quality_for(&l.sweep, t) else {
+                                    continue;
+                                };
+                                let band = Band::around(t);
+                                let first = learned.first_quality(codec, save_data, &f, t);
+                                let Ok(v) = verify::search(band, codec, first, &reference, |q| {
+                                    encode(codec, &px, q, hints(&src), av.as_ref())
+                                }) else {
+                                    continue;
+                                };
+                                let dq = f64::from(dials.quality(codec, save_data));
+                                let g = global(&l.codec, t);
+                                let mut tl = tallies.lock().unwrap_or_else(|p| p.into_inner());
+                                let e = tl.entry((l.codec.clone(), t as u32)).or_default();
+                                e.n += 1;
+                                e.first_in_band += usize::from(band.contains(v.first_score));
+                                e.encodes += usize::from(v.attempts);
+                                e.abs_err += (f64::from(first) - oracle_q).abs();
+                                e.at_or_above_lo += usize::from(v.score >= band.lo);
+                                e.ours += v.encoded.bytes.len() as f64;
+                                e.oracle += bytes_at(&l.sweep, oracle_q.max(f64::from(GRID[0])));
+                                e.dials += bytes_at(&l.sweep, dq);
+                                e.dials_at_or_above_lo +=
+                                    usize::from(score_at(&l.sweep, dq) >= band.lo);
+                                e.global += bytes_at(&l.sweep, g);
+                            }
+                        }
+                    }
+                    eprintln!("eval: {img}");
+                }
+            });
+        }
+    });
+    let tl = tallies.into_inner().unwrap_or_default();
+    let mut md = String::new();
+    md.push_str(&format!(
+        "Held-out outputs: {} labels from {} source images (split by source name); features: {}.\n\n",
+        test.len(),
+        images.len(),
+        FEATURE_NAMES.join(", ")
+    ));
+    md.push_str("| format | target | n | first attempt in band | encodes per variant | MAE quality | score >= band low | bytes vs oracle | vs seed-004 dials (their share >= low) | vs one global quality |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for ((codec, t), e) in &tl {
+        let n = e.n.max(1) as f64;
+        md.push_str(&format!(
+            "| {codec} | {t} | {} | {:.0}% | {:.2} | {:.1} | {:.1}% | {:.3}x | {:+.1}% ({:.0}%) | {:+.1}% |\n",
+            e.n,
+            100.0 * e.first_in_band as f64 / n,
+            e.encodes as f64 / n,
+            e.abs_err / n,
+            100.0 * e.at_or_above_lo as f64 / n,
+            e.ours / e.oracle.max(1.0),
+            100.0 * (e.ours / e.dials.max(1.0) - 1.0),
+            100.0 * e.dials_at_or_above_lo as f64 / n,
+            100.0 * (e.ours / e.global.max(1.0) - 1.0),
+        ));
+    }
+    let all = tl.values().fold(Tally::default(), |mut a, e| {
+        a.n += e.n;
+        a.first_in_band += e.first_in_band;
+        a.encodes += e.encodes;
+        a.abs_err += e.abs_err;
+        a.at_or_above_lo += e.at_or_above_lo;
+        a.ours += e.ours;
+        a.oracle += e.oracle;
+        a.dials += e.dials;
+        a.global += e.global;
+        a
+    });
+    let n = all.n.max(1) as f64;
+    md.push_str(&format!(
+        "| **all** | | {} | {:.0}% | {:.2} | {:.1} | {:.1}% | {:.3}x | {:+.1}% | {:+.1}% |\n",
+        all.n,
+        100.0 * all.first_in_band as f64 / n,
+        all.encodes as f64 / n,
+        all.abs_err / n,
+        100.0 * all.at_or_above_lo as f64 / n,
+        all.ours / all.oracle.max(1.0),
+        100.0 * (all.ours / all.dials.max(1.0) - 1.0),
+        100.0 * (all.ours / all.global.max(1.0) - 1.0),
+    ));
+    print!("{md}");
+    if let Some(p) = &args.out {
+        let _ = std::fs::write(p, &md);
+    }
+    ExitCode::SUCCESS
+}

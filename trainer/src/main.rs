@@ -1,0 +1,143 @@
+//! `make train`: (features, target) -> encoder quality, one LightGBM regressor per format,
+//! from the quality sweeps `rendition label` wrote. Writes `sidecar/models/{webp,avif,jpeg}.txt`
+//! (LightGBM's text format), which the sidecar's build.rs compiles into plain Rust.
+//!
+//!     rendition-trainer LABELS.jsonl OUT_DIR [--smoke]
+//!
+//! Rows: every *train*-split output x target in 50, 55, ..., 90; the label is the quality at
+//! which the output's sweep first reaches the target (linear between grid points). Outputs
+//! that never reach a target are left out for it. Deterministic: fixed seed, one thread.
+
+use lightgbm3::{Booster, Dataset};
+use serde::Deserialize;
+use std::io::BufRead;
+use std::process::ExitCode;
+
+#[derive(Deserialize)]
+struct Label {
+    split: String,
+    codec: String,
+    features: Vec<f64>,
+    sweep: Vec<(u8, f64, usize)>,
+}
+
+/// Must match `OutputFeatures`: the target is the last column.
+const TARGETS: [f64; 9] = [50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0, 90.0];
+
+fn quality_for(sweep: &[(u8, f64, usize)], target: f64) -> Option<f64> {
+    let mut prev: Option<&(u8, f64, usize)> = None;
+    for p in sweep {
+        if p.1 >= target {
+            return Some(match prev {
+                Some(a) if p.1 > a.1 => {
+                    f64::from(a.0) + (target - a.1) / (p.1 - a.1) * f64::from(p.0 - a.0)
+                }
+                _ => f64::from(p.0),
+            });
+        }
+        prev = Some(p);
+    }
+    None
+}
+
+fn rows(labels: &[Label], codec: &str) -> (Vec<f64>, Vec<f32>, usize) {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    let mut width = 0;
+    for l in labels.iter().filter(|l| l.split == "train" && l.codec == codec) {
+        for t in TARGETS {
+            let Some(q) = quality_for(&l.sweep, t) else { continue };
+            let mut f = l.features.clone();
+            if let Some(last) = f.last_mut() {
+                *last = t;
+            }
+            width = f.len();
+            x.extend(f);
+            y.push(q as f32);
+        }
+    }
+    (x, y, width)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(labels_path), Some(out_dir)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: rendition-trainer LABELS.jsonl OUT_DIR [--smoke]");
+        return ExitCode::FAILURE;
+    };
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let labels: Vec<Label> = match std::fs::File::open(labels_path) {
+        Ok(f) => std::io::BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect(),
+        Err(e) => {
+            eprintln!("train: {labels_path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let params = serde_json::json!({
+        "objective": "regression_l1",
+        "num_iterations": if smoke { 20 } else { 300 },
+        "learning_rate": 0.05,
+        "num_leaves": 15,
+        "min_data_in_leaf": 8,
+        "feature_fraction": 0.9,
+        "bagging_fraction": 0.9,
+        "bagging_freq": 1,
+        "seed": 7,
+        "deterministic": true,
+        "num_threads": 1,
+        "verbose": -1,
+    });
+    // LightGBM's own predictions for some training rows: the sidecar's tests check that the
+    // compiled trees give the same numbers (sidecar/tests/quality_model.rs).
+    let mut check = serde_json::Map::new();
+    for codec in ["webp", "avif", "jpeg"] {
+        let (x, y, width) = rows(&labels, codec);
+        if y.len() < 20 {
+            eprintln!("train: {codec}: only {} rows, skipped", y.len());
+            continue;
+        }
+        let trained = Dataset::from_slice(&x, &y, width as i32, true)
+            .and_then(|d| Booster::train(d, &params))
+            .and_then(|b| {
+                let pred = b.predict(&x, width as i32, true)?;
+                let step = (y.len() / 40).max(1);
+                let rows: Vec<serde_json::Value> = (0..y.len())
+                    .step_by(step)
+                    .map(|i| serde_json::json!({"x": &x[i * width..(i + 1) * width], "lightgbm": pred[i]}))
+                    .collect();
+                check.insert(codec.to_owned(), rows.into());
+                let mae = pred
+                    .iter()
+                    .zip(&y)
+                    .map(|(p, t)| (p - f64::from(*t)).abs())
+                    .sum::<f64>()
+                    / y.len() as f64;
+                eprintln!("train: {codec}: {} rows, training MAE {mae:.2} quality points", y.len());
+                b.save_string()
+            });
+        match trained {
+            Ok(text) => {
+                let path = format!("{out_dir}/{codec}.txt");
+                if let Err(e) = std::fs::write(&path, text) {
+                    eprintln!("train: {path}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("train: {codec}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let path = format!("{out_dir}/check.json");
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(check)).unwrap_or_default();
+    if let Err(e) = std::fs::write(&path, text) {
+        eprintln!("train: {path}: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
