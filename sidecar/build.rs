@@ -1,6 +1,6 @@
 //! Compiles the committed LightGBM models (`sidecar/models/{webp,avif,jpeg}.txt`, written by
-//! `make train`) into plain Rust: one flat table of nodes per format, walked by
-//! `quality::model`. No LightGBM at run time.
+//! `make train`) into plain Rust: a function of nested `if`s per tree, summed per format, used
+//! by `quality::model`. No LightGBM at run time.
 //!
 //! The text format is LightGBM's own (`LGBM_BoosterSaveModelToString`). Per tree:
 //! `split_feature`, `threshold`, `decision_type` (bit 1 default-left, bits 2-3 missing type),
@@ -28,81 +28,80 @@ fn numbers<T: std::str::FromStr>(block: &str, name: &str) -> Vec<T> {
         .collect()
 }
 
-/// One model as Rust source: `static NAME: Model = Model { nodes: &[...], roots: &[...] }`.
+/// One model as Rust source: a function per tree (nested `if`s, so the compiler lays each
+/// tree out as straight-line branches: ~1 ns per level instead of a table walk's cache
+/// misses) and `pub static NAME: Model` summing them.
 fn compile(name: &str, text: &str, out: &mut String) {
-    assert!(
-        text.starts_with("tree"),
-        "{name}: not a LightGBM text model"
-    );
+    assert!(text.starts_with("tree"), "{name}: not a LightGBM text model");
     let objective = field(text, "objective").unwrap_or_default();
     assert!(
         objective.starts_with("regression") && !objective.contains("sqrt"),
         "{name}: objective {objective:?} is not a plain regression"
     );
-    assert!(
-        !text.contains("\naverage_output"),
-        "{name}: random-forest output is not supported"
-    );
-    // Node layout: (feature, threshold, decision, left, right) for splits; leaves are nodes with
-    // feature = u16::MAX whose threshold holds the value.
-    let mut nodes = String::new();
-    let mut roots = Vec::new();
-    let mut count = 0usize;
-    for block in text.split("\nTree=").skip(1) {
+    assert!(!text.contains("\naverage_output"), "{name}: random-forest output is not supported");
+    let mut trees = Vec::new();
+    for (t, block) in text.split("\nTree=").skip(1).enumerate() {
         let block = block.split("\n\n").next().unwrap_or_default();
-        assert_eq!(
-            field(block, "num_cat").unwrap_or("0").trim(),
-            "0",
-            "{name}: categorical split"
-        );
-        assert_eq!(
-            field(block, "is_linear").unwrap_or("0").trim(),
-            "0",
-            "{name}: linear tree"
-        );
-        let leaves: Vec<f64> = numbers(block, "leaf_value");
-        let features: Vec<u16> = numbers(block, "split_feature");
-        let thresholds: Vec<f64> = numbers(block, "threshold");
-        let decisions: Vec<u8> = numbers(block, "decision_type");
-        let left: Vec<i32> = numbers(block, "left_child");
-        let right: Vec<i32> = numbers(block, "right_child");
-        let base = count;
-        roots.push(base);
-        let splits = features.len();
-        // Splits first (index = LightGBM's internal node index), then leaves.
-        let child = |c: i32| -> usize {
-            if c >= 0 {
-                base + c as usize
-            } else {
-                base + splits + (!c) as usize
-            }
+        assert_eq!(field(block, "num_cat").unwrap_or("0").trim(), "0", "{name}: categorical split");
+        assert_eq!(field(block, "is_linear").unwrap_or("0").trim(), "0", "{name}: linear tree");
+        let tree = Tree {
+            leaves: numbers(block, "leaf_value"),
+            features: numbers(block, "split_feature"),
+            thresholds: numbers(block, "threshold"),
+            decisions: numbers(block, "decision_type"),
+            left: numbers(block, "left_child"),
+            right: numbers(block, "right_child"),
         };
-        for i in 0..splits {
-            let _ = writeln!(
-                nodes,
-                "    Node {{ feature: {}, threshold: {:?}, decision: {}, left: {}, right: {} }},",
-                features[i],
-                thresholds[i],
-                decisions[i],
-                child(left[i]),
-                child(right[i])
-            );
+        let f = format!("{name}_t{t}");
+        let _ = writeln!(out, "#[inline(always)]\nfn {f}(x: &[f64; N_FEATURES]) -> f64 {{");
+        if tree.features.is_empty() {
+            let _ = writeln!(out, "    {:?}", tree.leaves[0]);
+        } else {
+            tree.emit(0, 1, out);
         }
-        for v in &leaves {
-            let _ = writeln!(
-                nodes,
-                "    Node {{ feature: u16::MAX, threshold: {v:?}, decision: 0, left: 0, right: 0 }},"
-            );
-        }
-        count += splits + leaves.len();
+        let _ = writeln!(out, "}}");
+        trees.push(f);
     }
-    assert!(!roots.is_empty(), "{name}: no trees");
+    assert!(!trees.is_empty(), "{name}: no trees");
     let upper = name.to_uppercase();
-    let _ = writeln!(out, "static {upper}_NODES: [Node; {count}] = [\n{nodes}];");
+    let _ = writeln!(out, "fn {name}_sum(x: &[f64; N_FEATURES]) -> f64 {{");
+    let _ = writeln!(out, "    0.0{}", trees.iter().map(|t| format!(" + {t}(x)")).collect::<String>());
+    let _ = writeln!(out, "}}");
     let _ = writeln!(
         out,
-        "pub static {upper}: Model = Model {{ nodes: &{upper}_NODES, roots: &{roots:?} }};"
+        "pub static {upper}: Model = Model {{ trees: {}, eval: Some({name}_sum) }};",
+        trees.len()
     );
+}
+
+struct Tree {
+    leaves: Vec<f64>,
+    features: Vec<u16>,
+    thresholds: Vec<f64>,
+    decisions: Vec<u8>,
+    left: Vec<i32>,
+    right: Vec<i32>,
+}
+
+impl Tree {
+    /// Node `c` (a split if >= 0, leaf `!c` if negative) as an expression.
+    fn emit(&self, c: i32, depth: usize, out: &mut String) {
+        let pad = "    ".repeat(depth);
+        if c < 0 {
+            let _ = writeln!(out, "{pad}{:?}", self.leaves[(!c) as usize]);
+            return;
+        }
+        let i = c as usize;
+        let _ = writeln!(
+            out,
+            "{pad}if goes_left(x[{}], {:?}, {}) {{",
+            self.features[i], self.thresholds[i], self.decisions[i]
+        );
+        self.emit(self.left[i], depth + 1, out);
+        let _ = writeln!(out, "{pad}}} else {{");
+        self.emit(self.right[i], depth + 1, out);
+        let _ = writeln!(out, "{pad}}}");
+    }
 }
 
 fn main() {
@@ -122,7 +121,7 @@ fn main() {
                 let upper = name.to_uppercase();
                 let _ = writeln!(
                     out,
-                    "pub static {upper}: Model = Model {{ nodes: &[], roots: &[] }};"
+                    "pub static {upper}: Model = Model {{ trees: 0, eval: None }};"
                 );
                 let _ = writeln!(out, "pub const HAS_{upper}: bool = false;");
             }

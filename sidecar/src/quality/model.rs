@@ -9,21 +9,11 @@
 
 use super::features::N_FEATURES;
 
-/// A split (`feature < u16::MAX`) or a leaf (its value in `threshold`).
-#[derive(Debug)]
-pub struct Node {
-    pub feature: u16,
-    pub threshold: f64,
-    pub decision: u8,
-    pub left: usize,
-    pub right: usize,
-}
-
-/// One regression model: the sum of its trees.
+/// One regression model: the sum of its trees, each compiled to a function by build.rs.
 #[derive(Debug)]
 pub struct Model {
-    pub nodes: &'static [Node],
-    pub roots: &'static [usize],
+    pub trees: usize,
+    pub eval: Option<fn(&[f64; N_FEATURES]) -> f64>,
 }
 
 include!(concat!(env!("OUT_DIR"), "/models.rs"));
@@ -31,9 +21,22 @@ include!(concat!(env!("OUT_DIR"), "/models.rs"));
 /// LightGBM's kZeroThreshold (1e-35 as f32, widened).
 const K_ZERO: f64 = 1.000_000_018_002_509_5e-35;
 
+/// LightGBM's `NumericalDecision` for one split.
+#[inline(always)]
+fn goes_left(value: f64, threshold: f64, decision: u8) -> bool {
+    let missing = (decision >> 2) & 3;
+    let default_left = decision & 2 != 0;
+    let f = if value.is_nan() && missing != 2 { 0.0 } else { value };
+    if (missing == 1 && f.abs() <= K_ZERO) || (missing == 2 && f.is_nan()) {
+        default_left
+    } else {
+        f <= threshold
+    }
+}
+
 impl Model {
     pub fn is_empty(&self) -> bool {
-        self.roots.is_empty()
+        self.eval.is_none()
     }
 
     pub fn predict(&self, x: &[f64; N_FEATURES]) -> f64 {
@@ -43,29 +46,6 @@ impl Model {
                 *v = 0.0;
             }
         }
-        self.roots.iter().map(|&root| self.walk(root, &x)).sum()
-    }
-
-    fn walk(&self, mut i: usize, x: &[f64; N_FEATURES]) -> f64 {
-        loop {
-            let Some(n) = self.nodes.get(i) else {
-                return 0.0;
-            };
-            if n.feature == u16::MAX {
-                return n.threshold;
-            }
-            let mut f = x.get(usize::from(n.feature)).copied().unwrap_or(0.0);
-            let missing = (n.decision >> 2) & 3;
-            let default_left = n.decision & 2 != 0;
-            if f.is_nan() && missing != 2 {
-                f = 0.0;
-            }
-            let left = if (missing == 1 && f.abs() <= K_ZERO) || (missing == 2 && f.is_nan()) {
-                default_left
-            } else {
-                f <= n.threshold
-            };
-            i = if left { n.left } else { n.right };
-        }
+        self.eval.map_or(0.0, |f| f(&x))
     }
 }
