@@ -4,7 +4,7 @@
 //!
 //!     rendition-trainer LABELS.jsonl OUT_DIR [--smoke]
 //!
-//! Rows: every *train*-split output x target in 50, 55, ..., 90; the label is the quality at
+//! Rows: every *train*-split output x target in 45, 46, ..., 95; the label is the quality at
 //! which the output's sweep first reaches the target (linear between grid points). Outputs
 //! that never reach a target are left out for it. Deterministic: fixed seed, one thread.
 
@@ -21,8 +21,10 @@ struct Label {
     sweep: Vec<(u8, f64, usize)>,
 }
 
-/// Must match `OutputFeatures`: the target is the last column.
-const TARGETS: [f64; 9] = [50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0, 90.0];
+/// Targets labelled per output, every point from 45 to 95: the sidecar asks for targets
+/// between these (the middle of a band, Save-Data targets), and trees only split between
+/// values they saw. The target is the last feature column (`OutputFeatures`).
+const TARGETS: std::ops::RangeInclusive<u32> = 45..=95;
 
 fn quality_for(sweep: &[(u8, f64, usize)], target: f64) -> Option<f64> {
     let mut prev: Option<&(u8, f64, usize)> = None;
@@ -45,7 +47,7 @@ fn rows(labels: &[Label], codec: &str) -> (Vec<f64>, Vec<f32>, usize) {
     let mut y = Vec::new();
     let mut width = 0;
     for l in labels.iter().filter(|l| l.split == "train" && l.codec == codec) {
-        for t in TARGETS {
+        for t in TARGETS.map(f64::from) {
             let Some(q) = quality_for(&l.sweep, t) else { continue };
             let mut f = l.features.clone();
             if let Some(last) = f.last_mut() {

@@ -81,7 +81,10 @@ impl QualityPolicy for LearnedQuality {
     ) -> u8 {
         match self.model(codec) {
             Some(m) => {
-                let q = m.predict(&features.with_target(target));
+                // Aim at the middle of the band, not its target: the band is lopsided
+                // ([t - 3, t + 8]) and a prediction that lands a little low falls out of it.
+                let band = verify::Band::around(target);
+                let q = m.predict(&features.with_target((band.lo + band.hi) / 2.0));
                 q.round().clamp(f64::from(verify::floor(codec)), 100.0) as u8
             }
             None => self.dials.quality(codec, save_data),
