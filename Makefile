@@ -52,7 +52,7 @@ $(PYCMAKE):
 # A small training run on a slice of the committed labels: the model text comes out and the
 # sidecar's build.rs can compile it (trainer/tests/smoke.rs).
 test-trainer: setup $(PYCMAKE)
-	$(TRAINER) test --release --manifest-path trainer/Cargo.toml
+	$(TRAINER) test --manifest-path trainer/Cargo.toml
 
 test-host:
 	$(CARGO) test --workspace --all-targets
