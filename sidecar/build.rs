@@ -32,18 +32,32 @@ fn numbers<T: std::str::FromStr>(block: &str, name: &str) -> Vec<T> {
 /// tree out as straight-line branches: ~1 ns per level instead of a table walk's cache
 /// misses) and `pub static NAME: Model` summing them.
 fn compile(name: &str, text: &str, out: &mut String) {
-    assert!(text.starts_with("tree"), "{name}: not a LightGBM text model");
+    assert!(
+        text.starts_with("tree"),
+        "{name}: not a LightGBM text model"
+    );
     let objective = field(text, "objective").unwrap_or_default();
     assert!(
         objective.starts_with("regression") && !objective.contains("sqrt"),
         "{name}: objective {objective:?} is not a plain regression"
     );
-    assert!(!text.contains("\naverage_output"), "{name}: random-forest output is not supported");
+    assert!(
+        !text.contains("\naverage_output"),
+        "{name}: random-forest output is not supported"
+    );
     let mut trees = Vec::new();
     for (t, block) in text.split("\nTree=").skip(1).enumerate() {
         let block = block.split("\n\n").next().unwrap_or_default();
-        assert_eq!(field(block, "num_cat").unwrap_or("0").trim(), "0", "{name}: categorical split");
-        assert_eq!(field(block, "is_linear").unwrap_or("0").trim(), "0", "{name}: linear tree");
+        assert_eq!(
+            field(block, "num_cat").unwrap_or("0").trim(),
+            "0",
+            "{name}: categorical split"
+        );
+        assert_eq!(
+            field(block, "is_linear").unwrap_or("0").trim(),
+            "0",
+            "{name}: linear tree"
+        );
         let tree = Tree {
             leaves: numbers(block, "leaf_value"),
             features: numbers(block, "split_feature"),
@@ -53,7 +67,10 @@ fn compile(name: &str, text: &str, out: &mut String) {
             right: numbers(block, "right_child"),
         };
         let f = format!("{name}_t{t}");
-        let _ = writeln!(out, "#[inline(always)]\nfn {f}(x: &[f64; N_FEATURES]) -> f64 {{");
+        let _ = writeln!(
+            out,
+            "#[inline(always)]\nfn {f}(x: &[f64; N_FEATURES]) -> f64 {{"
+        );
         if tree.features.is_empty() {
             let _ = writeln!(out, "    {:?}", tree.leaves[0]);
         } else {
@@ -65,7 +82,14 @@ fn compile(name: &str, text: &str, out: &mut String) {
     assert!(!trees.is_empty(), "{name}: no trees");
     let upper = name.to_uppercase();
     let _ = writeln!(out, "fn {name}_sum(x: &[f64; N_FEATURES]) -> f64 {{");
-    let _ = writeln!(out, "    0.0{}", trees.iter().map(|t| format!(" + {t}(x)")).collect::<String>());
+    let _ = writeln!(
+        out,
+        "    0.0{}",
+        trees
+            .iter()
+            .map(|t| format!(" + {t}(x)"))
+            .collect::<String>()
+    );
     let _ = writeln!(out, "}}");
     let _ = writeln!(
         out,

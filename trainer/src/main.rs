@@ -46,9 +46,14 @@ fn rows(labels: &[Label], codec: &str) -> (Vec<f64>, Vec<f32>, usize) {
     let mut x = Vec::new();
     let mut y = Vec::new();
     let mut width = 0;
-    for l in labels.iter().filter(|l| l.split == "train" && l.codec == codec) {
+    for l in labels
+        .iter()
+        .filter(|l| l.split == "train" && l.codec == codec)
+    {
         for t in TARGETS.map(f64::from) {
-            let Some(q) = quality_for(&l.sweep, t) else { continue };
+            let Some(q) = quality_for(&l.sweep, t) else {
+                continue;
+            };
             let mut f = l.features.clone();
             if let Some(last) = f.last_mut() {
                 *last = t;

@@ -16,7 +16,14 @@ pub struct Model {
     pub eval: Option<fn(&[f64; N_FEATURES]) -> f64>,
 }
 
-include!(concat!(env!("OUT_DIR"), "/models.rs"));
+/// The trees, as build.rs wrote them (generated code: identical leaves under one split are
+/// LightGBM's, not ours to tidy).
+#[allow(clippy::all, unused_imports)]
+mod generated {
+    use super::{goes_left, Model, N_FEATURES};
+    include!(concat!(env!("OUT_DIR"), "/models.rs"));
+}
+pub use generated::{AVIF, HAS_AVIF, HAS_JPEG, HAS_WEBP, JPEG, WEBP};
 
 /// LightGBM's kZeroThreshold (1e-35 as f32, widened).
 const K_ZERO: f64 = 1.000_000_018_002_509_5e-35;
@@ -26,7 +33,11 @@ const K_ZERO: f64 = 1.000_000_018_002_509_5e-35;
 fn goes_left(value: f64, threshold: f64, decision: u8) -> bool {
     let missing = (decision >> 2) & 3;
     let default_left = decision & 2 != 0;
-    let f = if value.is_nan() && missing != 2 { 0.0 } else { value };
+    let f = if value.is_nan() && missing != 2 {
+        0.0
+    } else {
+        value
+    };
     if (missing == 1 && f.abs() <= K_ZERO) || (missing == 2 && f.is_nan()) {
         default_left
     } else {
