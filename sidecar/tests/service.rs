@@ -132,11 +132,14 @@ impl Sidecar {
             .status()
     }
 
-    /// Long-polls the feed until `pred` holds for the source's entry (bounded: 60 s).
-    async fn index_since(&self, since: u64) -> FeedPage {
+    /// One feed page: `GET /index?since=..&wait_ms=..`.
+    async fn index_page(&self, since: u64, wait_ms: u64) -> FeedPage {
         let body = self
             .client
-            .get(format!("http://{}/index?since={since}", self.addr))
+            .get(format!(
+                "http://{}/index?since={since}&wait_ms={wait_ms}",
+                self.addr
+            ))
             .send()
             .await
             .unwrap()
@@ -146,20 +149,16 @@ impl Sidecar {
         FeedPage::decode(&body).unwrap()
     }
 
+    async fn index_since(&self, since: u64) -> FeedPage {
+        self.index_page(since, 0).await
+    }
+
+    /// Long-polls the feed until `pred` holds for the source's entry (bounded: 60 s).
     async fn wait_for(&self, path: &str, pred: impl Fn(&IndexEntry) -> bool) -> IndexEntry {
         let id = SourceKey::new("shop.example", path).unwrap().id();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            let body = self
-                .client
-                .get(format!("http://{}/index?since=0&wait_ms=500", self.addr))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            let page = FeedPage::decode(&body).unwrap();
+            let page = self.index_page(0, 500).await;
             if let Some(e) = page.entries.iter().find(|e| e.key == id && pred(e)) {
                 return *e;
             }
@@ -451,11 +450,14 @@ async fn changed_validators_regenerate_the_source() {
     // same validators: nothing to do
     let same = serde_json::json!({ "host": "shop.example", "path": "/img/rocket.jpg", "mask": 1, "etag": "\"v1\"" });
     assert_eq!(sc.notify_with(same).await, StatusCode::ACCEPTED);
+    // (that notify re-published the record under a new sequence, before answering)
+    let republished = sc.wait_for("/img/rocket.jpg", |_| true).await;
+    assert!(republished.record.seq > first.record.seq);
     // the filter saw another ETag at the origin: purge and regenerate from a fresh fetch
     let changed = serde_json::json!({ "host": "shop.example", "path": "/img/rocket.jpg", "mask": 1, "etag": "\"v2\"" });
     assert_eq!(sc.notify_with(changed).await, StatusCode::ACCEPTED);
     sc.wait_for("/img/rocket.jpg", |e| {
-        e.record.seq > first.record.seq && e.record.stored.contains(m(0x01))
+        e.record.seq > republished.record.seq && e.record.stored.contains(m(0x01))
     })
     .await;
     assert_eq!(
