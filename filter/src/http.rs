@@ -13,6 +13,7 @@
 
 use crate::config::FilterConfig;
 use crate::metrics::FilterMetrics;
+use crate::now_ms;
 use crate::outbox::{Notice, Outbox, Pushed};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -27,7 +28,6 @@ use rendition_shared::{
 };
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
 /// Request header that routes to the sidecar: `{key id hex}/{slot mask hex}`.
 pub const VARIANT_HEADER: &str = "x-rendition-variant";
@@ -132,15 +132,9 @@ impl ImageRequest {
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        self.get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-
     /// The index record of `key`, or why there is none to trust.
     fn lookup(&self, key: &KeyId) -> Result<(Option<IndexRecord>, bool), MissReason> {
-        let now = self.now_ms();
+        let now = now_ms();
         let meta = match self.worker.meta.get() {
             Some((meta, read_at)) if now.saturating_sub(read_at) < META_TTL_MS => meta,
             _ => {
@@ -169,27 +163,25 @@ impl ImageRequest {
         };
         let key = source_key.id();
         let metrics = &self.worker.metrics;
-        let (record, usable) = match self.lookup(&key) {
-            Ok(found) => found,
-            Err(reason) => {
-                metrics.index_unavailable.inc();
-                self.source = Some(Source {
-                    host: source_key.host().to_owned(),
-                    path: source_key.path_and_query().to_owned(),
-                    key,
-                    wants: true,
-                });
-                return Outcome::Miss(reason, mask);
-            }
-        };
-        let record = record.unwrap_or_default();
-        let wants = wants_generation(record.stored, record.lost, record.refused, profile);
+        let found = self.lookup(&key);
+        // Without an index every image is worth asking for; with one, only missing slots.
+        let wants = found.as_ref().map_or(true, |(record, _)| {
+            let r = record.unwrap_or_default();
+            wants_generation(r.stored, r.lost, r.refused, profile)
+        });
         self.source = Some(Source {
             host: source_key.host().to_owned(),
             path: source_key.path_and_query().to_owned(),
             key,
             wants,
         });
+        let (record, usable) = match found {
+            Ok((record, usable)) => (record.unwrap_or_default(), usable),
+            Err(reason) => {
+                metrics.index_unavailable.inc();
+                return Outcome::Miss(reason, mask);
+            }
+        };
         if record.refused {
             return Outcome::Miss(MissReason::Refused, mask);
         }
@@ -228,7 +220,7 @@ impl ImageRequest {
             last_modified,
             key: Some(source.key),
         };
-        let pushed = self.worker.outbox.borrow_mut().push(notice, self.now_ms());
+        let pushed = self.worker.outbox.borrow_mut().push(notice, now_ms());
         if pushed == Pushed::Dropped {
             self.worker.metrics.notifies_dropped.inc();
         }

@@ -60,7 +60,8 @@ fn log(level: LogLevel, message: &str) {
     let _ = proxy_wasm::hostcalls::log(level, message);
 }
 
-fn now_ms() -> u64 {
+/// Host clock in ms since the Unix epoch (0 if the host has none).
+pub(crate) fn now_ms() -> u64 {
     proxy_wasm::hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())

@@ -9,12 +9,13 @@
 
 use crate::config::SyncConfig;
 use crate::metrics::SyncMetrics;
+use crate::now_ms;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};
 use rendition_shared::sync::follow;
 use rendition_shared::table::{bucket_key, bucket_upsert, IndexMeta, Upsert, META_KEY};
 use rendition_shared::{FeedPage, IndexEntry};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Largest feed page accepted (10,000 entries of 44 bytes plus the header, with room).
 const MAX_PAGE_BYTES: usize = 1 << 20;
@@ -33,13 +34,6 @@ pub struct IndexSync {
     next_poll_ms: u64,
     /// The sidecar's newest sequence, from the last page.
     remote_seq: u64,
-}
-
-fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn log(level: LogLevel, message: &str) {

@@ -23,10 +23,16 @@ const HOST: &str = "shop.example";
 const CHROME_DESKTOP: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 const ANDROID: &str = "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/80.0.3987.99 Mobile Safari/537.36";
 
-fn setup() {
+/// What `proxy_wasm::main!` does in the VM (without the panic hook, which would swallow the
+/// test's own assertion messages into the mock log).
+fn install_root() {
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
         Box::new(PluginRoot::default())
     });
+}
+
+fn setup() {
+    install_root();
     assert!(start_root(FILTER, "{}"));
     assert!(start_root(
         SYNC,
@@ -137,9 +143,7 @@ fn notifies() -> Vec<serde_json::Value> {
 
 #[test]
 fn a_bad_configuration_refuses_to_start_and_names_the_key() {
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(PluginRoot::default())
-    });
+    install_root();
     assert!(!start_root(7, r#"{"notify_timout_ms": 5}"#));
     let logged = with(|h| h.logs.iter().any(|(_, m)| m.contains("notify_timout_ms")));
     assert!(logged, "the error names the key");
@@ -189,9 +193,7 @@ fn miss_passes_through_and_notifies_once_the_response_is_a_public_image() {
 
 #[test]
 fn without_an_index_sync_every_image_is_a_miss_that_notifies() {
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(PluginRoot::default())
-    });
+    install_root();
     assert!(start_root(FILTER, ""));
     let x = exchange(
         FILTER,

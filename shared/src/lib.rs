@@ -16,10 +16,12 @@
 //! * [`table`]: the index as a fixed bucket table in Envoy shared data.
 //! * [`sync`]: following the sidecar's change feed into that table.
 //! * [`hot`]: hot-URL warmup counters.
+//! * [`curve`]: quality-to-score curves and the quality model's training label.
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod curve;
 pub mod headers;
 pub mod hot;
 pub mod key;

@@ -108,10 +108,18 @@ impl IndexRecord {
     }
 }
 
-fn le_u64(bytes: &[u8; RECORD_LEN], at: usize) -> u64 {
+/// Little-endian u64 at `at` (callers have checked the length).
+pub(crate) fn le_u64(bytes: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(b)
+}
+
+/// Little-endian u32 at `at` (callers have checked the length).
+pub(crate) fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(b)
 }
 
 /// A record together with the source it describes.
@@ -190,14 +198,7 @@ impl FeedPage {
         if header[1..8].iter().chain(&header[28..32]).any(|&b| b != 0) {
             return Err(RecordError::ReservedNotZero);
         }
-        let u64_at = |at: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&header[at..at + 8]);
-            u64::from_le_bytes(b)
-        };
-        let mut count = [0u8; 4];
-        count.copy_from_slice(&header[24..28]);
-        let count = u32::from_le_bytes(count) as usize;
+        let count = le_u32(header, 24) as usize;
         let body = &bytes[FEED_HEADER_LEN..];
         if body.len() != count.saturating_mul(ENTRY_LEN) {
             return Err(RecordError::Length(bytes.len()));
@@ -207,8 +208,8 @@ impl FeedPage {
             .map(IndexEntry::decode)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(FeedPage {
-            store_id: u64_at(8),
-            last_seq: u64_at(16),
+            store_id: le_u64(header, 8),
+            last_seq: le_u64(header, 16),
             entries,
         })
     }

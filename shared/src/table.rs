@@ -31,7 +31,7 @@
 //! followed by `count` 44-byte [`IndexEntry`]s.
 
 use crate::key::KeyId;
-use crate::record::{IndexEntry, IndexRecord, RecordError, ENTRY_LEN};
+use crate::record::{le_u32, le_u64, IndexEntry, IndexRecord, RecordError, ENTRY_LEN};
 
 /// Shared-data key of the meta record.
 pub const META_KEY: &str = "rendition/index/meta";
@@ -102,19 +102,19 @@ impl IndexMeta {
         if b[3] != 0 || b[12..16].iter().any(|&x| x != 0) {
             return Err(RecordError::ReservedNotZero);
         }
-        let buckets = u32_at(b, 8);
+        let buckets = le_u32(b, 8);
         if !buckets.is_power_of_two() || buckets > MAX_BUCKETS || b[2] == 0 || b[2] > MAX_WAYS {
             return Err(RecordError::InvalidSlot);
         }
         Ok(IndexMeta {
             sidecar_up: b[1] & FLAG_SIDECAR_UP != 0,
             ways: b[2],
-            epoch: u32_at(b, 4),
+            epoch: le_u32(b, 4),
             buckets,
-            store_id: u64_at(b, 16),
-            applied_seq: u64_at(b, 24),
-            updated_ms: u64_at(b, 32),
-            records: u64_at(b, 40),
+            store_id: le_u64(b, 16),
+            applied_seq: le_u64(b, 24),
+            updated_ms: le_u64(b, 32),
+            records: le_u64(b, 40),
         })
     }
 
@@ -211,17 +211,7 @@ fn entries(bucket: &[u8], epoch: u32) -> Option<core::slice::ChunksExact<'_, u8>
     let well_formed = header[0] == TABLE_VERSION
         && header[2] == 0
         && header[3] == 0
-        && u32::from_le_bytes([header[4], header[5], header[6], header[7]]) == epoch
+        && le_u32(header, 4) == epoch
         && body.len() == usize::from(header[1]) * ENTRY_LEN;
     well_formed.then(|| body.chunks_exact(ENTRY_LEN))
-}
-
-fn u32_at(b: &[u8; META_LEN], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8; META_LEN], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(x)
 }

@@ -10,6 +10,7 @@
 //!   dials, and one global quality per format.
 
 use clap::Args;
+use rendition_shared::curve::{quality_for, value_at, Point};
 use rendition_sidecar::encode::{avif, jpeg, webp, Codec, EncodeHints, Encoded};
 use rendition_sidecar::pipeline::{self, resize, sniff::SourceFormat, Rgba};
 use rendition_sidecar::quality::features::{OutputFeatures, FEATURE_NAMES};
@@ -299,56 +300,8 @@ pub fn label(args: &LabelArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The quality where a sweep first reaches `target` (linear between grid points); None when
-/// it never does.
-pub fn quality_for(sweep: &[(u8, f64, usize)], target: f64) -> Option<f64> {
-    let mut prev: Option<&(u8, f64, usize)> = None;
-    for p in sweep {
-        if p.1 >= target {
-            return Some(match prev {
-                Some(a) if p.1 > a.1 => {
-                    f64::from(a.0) + (target - a.1) / (p.1 - a.1) * f64::from(p.0 - a.0)
-                }
-                _ => f64::from(p.0),
-            });
-        }
-        prev = Some(p);
-    }
-    None
-}
-
-/// Bytes at quality `q` on a sweep (linear between grid points).
-fn bytes_at(sweep: &[(u8, f64, usize)], q: f64) -> f64 {
-    let mut prev = sweep.first();
-    for p in sweep {
-        if f64::from(p.0) >= q {
-            return match prev {
-                Some(a) if p.0 > a.0 => {
-                    a.2 as f64
-                        + (q - f64::from(a.0)) / f64::from(p.0 - a.0) * (p.2 as f64 - a.2 as f64)
-                }
-                _ => p.2 as f64,
-            };
-        }
-        prev = Some(p);
-    }
-    sweep.last().map_or(0.0, |p| p.2 as f64)
-}
-
-fn score_at(sweep: &[(u8, f64, usize)], q: f64) -> f64 {
-    let mut prev = sweep.first();
-    for p in sweep {
-        if f64::from(p.0) >= q {
-            return match prev {
-                Some(a) if p.0 > a.0 => {
-                    a.1 + (q - f64::from(a.0)) / f64::from(p.0 - a.0) * (p.1 - a.1)
-                }
-                _ => p.1,
-            };
-        }
-        prev = Some(p);
-    }
-    sweep.last().map_or(0.0, |p| p.1)
+fn bytes(p: &Point) -> f64 {
+    p.2 as f64
 }
 
 #[derive(Default, Clone)]
@@ -380,13 +333,18 @@ pub fn eval(args: &EvalArgs) -> ExitCode {
     let targets = [(70.0, false), (55.0, true)];
     // One global quality per format and target: the lowest that gets every training output
     // to the target (what a single knob per format would have to be set to).
-    let global = |codec: &str, t: f64| -> f64 {
-        labels
-            .iter()
-            .filter(|l| l.split == "train" && l.codec == codec)
-            .filter_map(|l| quality_for(&l.sweep, t))
-            .fold(0.0, f64::max)
-    };
+    let global: std::collections::HashMap<(&str, u32), f64> = ["webp", "avif", "jpg"]
+        .iter()
+        .flat_map(|&codec| targets.iter().map(move |&(t, _)| (codec, t)))
+        .map(|(codec, t)| {
+            let q = labels
+                .iter()
+                .filter(|l| l.split == "train" && l.codec == codec)
+                .filter_map(|l| quality_for(&l.sweep, t))
+                .fold(0.0, f64::max);
+            ((codec, t as u32), q)
+        })
+        .collect();
     let files = files(&args.images);
     let by_name: std::collections::HashMap<String, PathBuf> = files
         .iter()
@@ -437,7 +395,10 @@ pub fn eval(args: &EvalArgs) -> ExitCode {
                                     continue;
                                 };
                                 let dq = f64::from(dials.quality(codec, save_data));
-                                let g = global(&l.codec, t);
+                                let g = global
+                                    .get(&(l.codec.as_str(), t as u32))
+                                    .copied()
+                                    .unwrap_or(100.0);
                                 let mut tl = tallies.lock().unwrap_or_else(|p| p.into_inner());
                                 let e = tl.entry((l.codec.clone(), t as u32)).or_default();
                                 e.n += 1;
@@ -446,11 +407,12 @@ pub fn eval(args: &EvalArgs) -> ExitCode {
                                 e.abs_err += (f64::from(first) - oracle_q).abs();
                                 e.at_or_above_lo += usize::from(v.score >= band.lo);
                                 e.ours += v.encoded.bytes.len() as f64;
-                                e.oracle += bytes_at(&l.sweep, oracle_q.max(f64::from(GRID[0])));
-                                e.dials += bytes_at(&l.sweep, dq);
+                                e.oracle +=
+                                    value_at(&l.sweep, oracle_q.max(f64::from(GRID[0])), bytes);
+                                e.dials += value_at(&l.sweep, dq, bytes);
                                 e.dials_at_or_above_lo +=
-                                    usize::from(score_at(&l.sweep, dq) >= band.lo);
-                                e.global += bytes_at(&l.sweep, g);
+                                    usize::from(value_at(&l.sweep, dq, |p| p.1) >= band.lo);
+                                e.global += value_at(&l.sweep, g, bytes);
                             }
                         }
                     }

@@ -9,6 +9,7 @@
 //! that never reach a target are left out for it. Deterministic: fixed seed, one thread.
 
 use lightgbm3::{Booster, Dataset};
+use rendition_shared::curve::quality_for;
 use serde::Deserialize;
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -25,22 +26,6 @@ struct Label {
 /// between these (the middle of a band, Save-Data targets), and trees only split between
 /// values they saw. The target is the last feature column (`OutputFeatures`).
 const TARGETS: std::ops::RangeInclusive<u32> = 45..=95;
-
-fn quality_for(sweep: &[(u8, f64, usize)], target: f64) -> Option<f64> {
-    let mut prev: Option<&(u8, f64, usize)> = None;
-    for p in sweep {
-        if p.1 >= target {
-            return Some(match prev {
-                Some(a) if p.1 > a.1 => {
-                    f64::from(a.0) + (target - a.1) / (p.1 - a.1) * f64::from(p.0 - a.0)
-                }
-                _ => f64::from(p.0),
-            });
-        }
-        prev = Some(p);
-    }
-    None
-}
 
 fn rows(labels: &[Label], codec: &str) -> (Vec<f64>, Vec<f32>, usize) {
     let mut x = Vec::new();

@@ -251,13 +251,8 @@ pub extern "C" fn proxy_replace_header_map_value(
     vd: *const u8,
     vs: usize,
 ) -> Status {
-    let (key, value) = (text(kd, ks), text(vd, vs));
-    with(|h| {
-        let map = map_of(h, t);
-        map.retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
-        map.push((key, value));
-    });
-    Status::Ok
+    proxy_remove_header_map_value(t, kd, ks);
+    proxy_add_header_map_value(t, kd, ks, vd, vs)
 }
 
 #[no_mangle]
