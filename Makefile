@@ -63,13 +63,15 @@ test-host:
 test-wasm: wasm
 	scripts/envoy-validate.sh dist/rendition_filter.wasm
 
-# End to end through the real processes (Envoy + filter, sidecar, origin): the demo replay,
-# then the filter's end-to-end suite (hits, formats, widths, Save-Data, DPR, forged headers,
-# private responses, the sidecar killed and restarted). Uses the debug sidecar `cargo test`
-# already built (its dependencies are optimized), not a second build.
+# End to end through the real processes (Envoy + filter, sidecar, origin): every example's
+# verify.sh (each replays its README; examples/site is `make demo`), the filter's end-to-end
+# suite (hits, formats, widths, Save-Data, DPR, forged headers, private responses, the sidecar
+# killed and restarted) and the /report page in headless Chromium. Uses the debug sidecar
+# `cargo test` already built (its dependencies are optimized), not a second build.
 test-e2e: test-host wasm
-	RENDITION_BIN=$(CARGO_TARGET_DIR)/debug/rendition tests/e2e/filter_smoke.sh
+	set -e; for v in examples/*/verify.sh; do RENDITION_BIN=$(CARGO_TARGET_DIR)/debug/rendition $$v; done
 	python3 tests/e2e/envoy_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
+	python3 tests/e2e/report_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 
 lint: setup
 	$(CARGO) fmt --all -- --check

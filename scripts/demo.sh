@@ -59,7 +59,7 @@ curl -fs "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null || die "Envoy did not b
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$SIDECAR_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$SIDECAR_PORT/healthz" >/dev/null || die "sidecar did not start; see $RUN_DIR/sidecar.log"
 
-IMAGES=(/img/garden.jpg /img/rocket.jpg /img/coffee.png /img/logo.png)
+IMAGES=(/img/garden.jpg /img/rocket.jpg /img/coffee.png /img/logo.png /img/screenshot.png /img/pan.gif)
 CLIENTS=("desktop Chrome (AVIF)" "Android Chrome 80 (WebP only)" "iPhone Safari, Save-Data" "curl")
 client_args() { # client name -> curl header arguments
   case $1 in
@@ -80,7 +80,7 @@ load_page() { # client
   for img in "${IMAGES[@]}"; do
     out=$(curl -s -o /dev/null -w '%{size_download} %header{content-type}|%header{x-rendition}' "${args[@]}" \
       "http://127.0.0.1:$ENVOY_PORT$img")
-    printf '  %-31s %-16s %9s vs %7s bytes  %-11s %s\n' "$1" "$img" "${out%% *}" "$(stat -c %s "examples/site$img")" \
+    printf '  %-31s %-19s %9s vs %7s bytes  %-11s %s\n' "$1" "$img" "${out%% *}" "$(stat -c %s "examples/site$img")" \
       "$(cut -d' ' -f2- <<<"${out%%|*}")" "x-rendition: ${out#*|}"
   done
 }
@@ -104,7 +104,9 @@ echo
 say "filter stats: $(curl -fs "http://127.0.0.1:$ADMIN_PORT/stats?filter=wasmcustom.rendition.(hits|misses|notifies_sent)\$" | tr '\n' ' ')"
 say "try:  curl -s -o /dev/null -D - -H 'Accept: image/avif,image/webp' http://127.0.0.1:$ENVOY_PORT/img/garden.jpg | grep -i -E 'x-rendition|content-(type|length)'"
 say "      curl -s http://127.0.0.1:$SIDECAR_PORT/stats      curl -s 'http://127.0.0.1:$ADMIN_PORT/stats?filter=rendition'"
-say "open: http://127.0.0.1:$ENVOY_PORT/   (Ctrl-C stops origin, sidecar and Envoy)"
+say "open: http://127.0.0.1:$ENVOY_PORT/   the demo page through Envoy"
+say "      http://127.0.0.1:$SIDECAR_PORT/report   every variant beside its original, with bytes and SSIMULACRA2 scores"
+say "Ctrl-C stops origin, sidecar and Envoy"
 
 if [[ ${RENDITION_DEMO_ONCE:-0} == 1 ]]; then exit 0; fi
 wait -n "${pids[@]}"

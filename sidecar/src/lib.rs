@@ -3,9 +3,11 @@
 
 pub mod config;
 pub mod encode;
+pub mod notify_req;
 pub mod origin;
 pub mod pipeline;
 pub mod quality;
+pub mod report;
 pub mod server;
 pub mod stats;
 pub mod store;

@@ -11,6 +11,8 @@
 //! | `GET /stats`          | operators (loopback/token)   | JSON counters (seed names)             |
 //! | `GET /metrics`        | Prometheus (loopback/token)  | text exposition                        |
 //! | `POST /purge`         | operators (loopback/token)   | purge a URL or a prefix                |
+//! | `GET /report`         | operators (loopback/token)   | HTML: variant matrix + images per source |
+//! | `GET /report/source/{key}` | the report page         | the original, fetched from its origin  |
 //!
 //! Errors carry a status and a public message; internals are logged, never returned.
 
@@ -57,6 +59,8 @@ pub fn app(worker: Arc<Worker>) -> Router {
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/purge", post(purge))
+        .route("/report", get(report))
+        .route("/report/source/{key}", get(report_source))
         .fallback(variant_by_header)
         .with_state(worker)
 }
@@ -90,23 +94,19 @@ async fn notify(
             "body must be JSON {host, path, mask}",
         );
     };
-    let Ok(key) = SourceKey::new(&n.host, &n.path) else {
+    let Ok((key, requested)) = crate::notify_req::validate(&n) else {
         return refuse(StatusCode::BAD_REQUEST, "invalid host or path");
     };
     if !w.origins.is_configured(key.host()) {
         return refuse(StatusCode::FORBIDDEN, "host has no configured origin");
     }
-    let requested = if n.mask == CapabilityMask::WARMUP_SENTINEL {
-        if !w.config.variants.enable_warmup {
+    let requested = match requested {
+        Ok(Requested::Warmup) if !w.config.variants.enable_warmup => {
             w.stats.add(&w.stats.notifications_skipped_dedup, 1);
             return (StatusCode::ACCEPTED, "warmup disabled\n").into_response();
         }
-        Requested::Warmup
-    } else {
-        match CapabilityMask::from_bits(n.mask) {
-            Ok(m) => Requested::Slot(m.slot()),
-            Err(_) => return refuse(StatusCode::BAD_REQUEST, "invalid mask"),
-        }
+        Ok(r) => r,
+        Err(_) => return refuse(StatusCode::BAD_REQUEST, "invalid mask"),
     };
     // Seed 004's fast path: the requested variant exists (or is known not worth making).
     if let (Requested::Slot(m), Ok(Some((r, meta)))) = (requested, w.store.record(&key.id())) {
@@ -404,6 +404,85 @@ async fn metrics(State(w): State<Arc<Worker>>, peer: Peer, headers: HeaderMap) -
         w.stats.to_prometheus(&gauges(&w)),
     )
         .into_response()
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    #[serde(default)]
+    offset: usize,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn report(
+    State(w): State<Arc<Worker>>,
+    peer: Peer,
+    headers: HeaderMap,
+    Query(q): Query<ReportQuery>,
+) -> Response {
+    if !admin_allowed(&w, peer.map(|p| p.0 .0), &headers) {
+        return ApiError(StatusCode::FORBIDDEN, "forbidden").into_response();
+    }
+    let store = Arc::clone(&w.store);
+    let limit = q.limit.unwrap_or(crate::report::DEFAULT_LIMIT);
+    match tokio::task::spawn_blocking(move || crate::report::gather(&store, q.offset, limit)).await
+    {
+        Ok(Ok(r)) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            crate::report::render(&r),
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            w.stats.add(&w.stats.store_errors, 1);
+            tracing::error!("report: {e}");
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
+        Err(_) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
+    }
+}
+
+/// The original of a stored source, fetched from its configured origin (the sidecar keeps no
+/// copy), so the report can show it beside its variants.
+async fn report_source(
+    State(w): State<Arc<Worker>>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    if !admin_allowed(&w, peer.map(|p| p.0 .0), &headers) {
+        return ApiError(StatusCode::FORBIDDEN, "forbidden").into_response();
+    }
+    let not_found = || ApiError(StatusCode::NOT_FOUND, "no such source").into_response();
+    let Some(id) = KeyId::from_hex(&key) else {
+        return not_found();
+    };
+    let Ok(Some((_, meta))) = w.store.record(&id) else {
+        return not_found();
+    };
+    let Ok(source) = SourceKey::from_canonical(&meta.key) else {
+        return not_found();
+    };
+    match w.origins.fetch(&source).await {
+        Ok(f) => {
+            let content_type = crate::pipeline::sniff::sniff(&f.bytes)
+                .map_or("application/octet-stream", |s| s.content_type());
+            (
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                f.bytes,
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(%source, "report: original not fetched: {e}");
+            ApiError(StatusCode::BAD_GATEWAY, "origin unavailable").into_response()
+        }
+    }
 }
 
 /// `{"host": "...", "path": "/..."}` purges one source; `{"prefix": "host/path"}` every source

@@ -464,6 +464,27 @@ impl Store {
         Ok(Some(StoredVariant { meta, bytes, crc }))
     }
 
+    /// The metadata of the blob answering `slot` and the slot it is stored under (aliases
+    /// resolved), without reading it as a serve: the LRU is not touched and the body's checksum
+    /// is not verified (the report page lists what exists; serving verifies).
+    pub fn variant_meta(
+        &self,
+        key: &KeyId,
+        slot: CapabilityMask,
+    ) -> Result<Option<(CapabilityMask, VariantMeta)>, StoreError> {
+        let mut primary = slot.slot();
+        let mut value = self.variants.get(variant_key(key, slot))?;
+        if let Some(Entry::Alias(p)) = value.as_deref().map(decode_entry).transpose()? {
+            primary = p;
+            value = self.variants.get(variant_key(key, p))?;
+        }
+        match value.as_deref().map(decode_entry).transpose()? {
+            Some(Entry::Blob { meta, .. }) => Ok(Some((primary, meta))),
+            Some(Entry::Alias(_)) => Err(corrupt("alias points at an alias")),
+            None => Ok(None),
+        }
+    }
+
     /// Moves a variant to the young end of the LRU, at most once a minute.
     fn touch(&self, key: &KeyId, primary: CapabilityMask) {
         let now = now_secs();

@@ -466,3 +466,71 @@ async fn changed_validators_regenerate_the_source() {
         "fetched again after the change"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_shows_every_stored_variant_beside_the_original() {
+    let o = origin(Arc::new(Mutex::new(Vec::new()))).await;
+    let sc = sidecar(o, |_| {}).await;
+    // A query with markup in it: the page must show it as text, never as markup.
+    let hostile = "/img/rocket.jpg?<b>x</b>";
+    for path in [hostile, "/img/lying.jpg"] {
+        assert_eq!(sc.notify(path, 0x8a).await, StatusCode::ACCEPTED);
+    }
+    sc.wait_for(hostile, |e| !e.record.stored.is_empty()).await;
+    sc.wait_for("/img/lying.jpg", |e| e.record.refused).await;
+    let base = format!("http://{}", sc.addr);
+    let page = sc
+        .client
+        .get(format!("{base}/report"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("2 sources in the store"), "{html}");
+    assert!(
+        !html.contains("<b>x</b>"),
+        "markup from a URL reached the page"
+    );
+    assert!(html.contains("shop.example/img/rocket.jpg?&lt;b&gt;x&lt;/b&gt;"));
+    assert!(html.contains("refused: "), "the refused source says why");
+
+    // One table row and one figure per distinct stored blob, each image URL answering.
+    let id = SourceKey::new("shop.example", hostile).unwrap().id();
+    let record = sc.worker.store.record(&id).unwrap().unwrap().0;
+    let mut primaries: Vec<CapabilityMask> = record
+        .stored
+        .iter()
+        .map(|s| sc.worker.store.variant_meta(&id, s).unwrap().unwrap().0)
+        .collect();
+    primaries.sort_by_key(|m| m.bits());
+    primaries.dedup();
+    assert_eq!(html.matches("<tr class=variant>").count(), primaries.len());
+    for p in &primaries {
+        let src = format!("/v/{id}/{:x}", p.bits());
+        assert!(
+            html.contains(&format!("src=\"{src}\"")),
+            "{src} not on the page"
+        );
+        let r = sc.client.get(format!("{base}{src}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("image/"));
+    }
+    // The original, fetched from the origin for the side-by-side view.
+    let original = sc
+        .client
+        .get(format!("{base}/report/source/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(original.status(), StatusCode::OK);
+    assert_eq!(original.headers()[header::CONTENT_TYPE], "image/jpeg");
+    assert_eq!(original.bytes().await.unwrap(), common::demo("rocket.jpg"));
+    // An unknown key is a 404, not an origin fetch.
+    let missing = format!("{base}/report/source/{}", "0".repeat(32));
+    let r = sc.client.get(missing).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
