@@ -16,7 +16,7 @@ WASM_OUT := $(CARGO_TARGET_DIR)/wasm/wasm32-wasip1/release
 FILTER_WASM := $(WASM_OUT)/rendition_filter.wasm
 ENVOY := $(ROOT)/.tools/bin/envoy
 
-.PHONY: help setup build wasm test test-host test-wasm test-e2e test-trainer lint bench demo clean corpus train eval
+.PHONY: help setup build wasm test test-host test-wasm test-e2e test-trainer lint bench demo clean corpus train eval load fuzz
 
 # The quality-model trainer (LightGBM) lives in its own workspace: LightGBM needs CMake >= 3.28,
 # which pip's `cmake` provides (Debian 12 has 3.25), and it must not touch the main workspace's
@@ -72,6 +72,14 @@ test-e2e: test-host wasm
 	set -e; for v in examples/*/verify.sh; do RENDITION_BIN=$(CARGO_TARGET_DIR)/debug/rendition $$v; done
 	python3 tests/e2e/envoy_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/e2e/report_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
+	python3 tests/deploy/check_manifests.py $(CARGO_TARGET_DIR)/debug/rendition
+	python3 tests/e2e/faults_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
+	RENDITION_LOAD_SECONDS=20 RENDITION_STORM_URLS=1000 python3 tests/e2e/load_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
+
+# The load test at the scale docs/RELIABILITY.md reports (make test runs it smaller): 60 s of
+# hits, then a miss storm of 5,000 distinct URLs drained until every variant exists.
+load: test-host wasm
+	RENDITION_LOAD_SECONDS=60 RENDITION_STORM_URLS=5000 python3 tests/e2e/load_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 
 lint: setup
 	$(CARGO) fmt --all -- --check

@@ -203,3 +203,15 @@ fi
 if grep -qs "\"version\": \"$ISTIO_MODELS_VERSION\"" "$NPM_TOOLS/node_modules/@kubernetes-models/istio/package.json"; then
   say "deploy-check npm packages ok (.tools/npm: @kubernetes-models/istio $ISTIO_MODELS_VERSION)"
 fi
+
+# ---------------------------------------------------------------- 5. Pillow (hostile images)
+# tests/hostile/make_corpus.py writes the hostile-image corpus with Pillow, and
+# tests/e2e/hostile_e2e.py decodes the variants the sidecar serves with it. Pinned: the corpus
+# bytes are deterministic for one Pillow version.
+PILLOW_VERSION=13.0.0
+if [[ ! -d $ROOT/.tools/py/pillow-$PILLOW_VERSION.dist-info ]]; then
+  python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$ROOT/.tools/py" \
+    "pillow==$PILLOW_VERSION" >"$APT_LOG.pillow" 2>&1 \
+    || { tail -20 "$APT_LOG.pillow" >&2; die "pip install pillow into .tools/py failed (log: $APT_LOG.pillow)"; }
+fi
+say "pillow $PILLOW_VERSION ok (.tools/py)"

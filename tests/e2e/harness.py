@@ -15,12 +15,15 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SITE = os.path.join(ROOT, "examples", "site")
+with open(os.path.join(ROOT, "tests", "e2e", "fixtures", "storm.jpg"), "rb") as _f:
+    STORM = _f.read()
 TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
          ".webp": "image/webp", ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
 
@@ -36,14 +39,32 @@ class Origin(http.server.ThreadingHTTPServer):
     /private/<f>  the file with Cache-Control: private
     /cookie/<f>   the file with Set-Cookie
     /page.jpg     text/html served under an image name
-    Every request path is logged in `seen` with its User-Agent."""
+    /slow/<f>     the file after `slow_seconds`
+    /error/<f>    503, always
+    /flaky/<f>    503 to the sidecar (User-Agent rendition/...), the file to everyone else
+    /storm/<any>  one small JPEG (120x80) under any number of distinct URLs
+    any path in `files` (path -> (file, Content-Type)): that file with that Content-Type, as
+                  given, even when it lies (tests/e2e/hostile_e2e.py serves its corpus so)
+    Every request path is logged in `seen` with its User-Agent, and every request in `requests`
+    as (method, Host, path with query, headers). `hooks`: functions (handler, method, path with
+    query) -> None or (status, headers, body), asked first, in order (tests/e2e/security_e2e.py
+    answers per Host and redirects with them)."""
 
     daemon_threads = True
 
     def __init__(self, port):
         self.seen = []
+        self.slow_seconds = 0.0
+        self.files = {}
+        self.requests = []
+        self.hooks = []
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", port), OriginHandler)
+
+    def handle_error(self, request, client_address):
+        # A client that hangs up (the sidecar's fetch timing out) is not an origin error.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class OriginHandler(http.server.BaseHTTPRequestHandler):
@@ -55,18 +76,59 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self):
         self.do_GET(head=True)
 
-    def do_GET(self, head=False):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET(method="POST")
+
+    def do_GET(self, head=False, method=None):
+        method = method or ("HEAD" if head else "GET")
         path = self.path.split("?")[0]
         with self.server.lock:
             self.server.seen.append((path, self.headers.get("User-Agent", "")))
+            self.server.requests.append((method, self.headers.get("Host", ""), self.path,
+                                         {k.lower(): v for k, v in self.headers.items()}))
+        for hook in self.server.hooks:
+            answer = hook(self, method, self.path)
+            if answer is not None:
+                status, headers, body = answer
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+                return
+        if method == "POST":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         extra = {"Cache-Control": "public, max-age=600"}
         name = path
         if path.startswith("/private/"):
             name, extra = "/img/" + path[len("/private/"):], {"Cache-Control": "private, max-age=60"}
         elif path.startswith("/cookie/"):
             name, extra["Set-Cookie"] = "/img/" + path[len("/cookie/"):], "session=abc"
+        elif path.startswith("/slow/"):
+            name = "/img/" + path[len("/slow/"):]
+            time.sleep(self.server.slow_seconds)
+        elif path.startswith("/error/") or (
+                path.startswith("/flaky/") and self.headers.get("User-Agent", "").startswith("rendition/")):
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        elif path.startswith("/flaky/"):
+            name = "/img/" + path[len("/flaky/"):]
         if path == "/page.jpg":
             body, ctype = b"<html><body>not an image</body></html>", "image/jpeg"
+        elif path.startswith("/storm/"):
+            body, ctype = STORM, "image/jpeg"
+        elif path in self.server.files:
+            file, ctype = self.server.files[path]
+            with open(file, "rb") as f:
+                body = f.read()
         else:
             file = os.path.normpath(os.path.join(SITE, name.lstrip("/") or "index.html"))
             if not file.startswith(SITE) or not os.path.isfile(file):
@@ -89,8 +151,11 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
 
 
 class Stack:
-    def __init__(self, rendition_bin, envoy_bin, proactive=True):
+    def __init__(self, rendition_bin, envoy_bin, proactive=True, sidecar_args=(), default_origin=True):
         self.rendition_bin = rendition_bin
+        self.sidecar_args = list(sidecar_args)
+        # False: no --origin; sidecar_args map hosts (--origin-host) or name a --config
+        self.default_origin = default_origin
         self.envoy_bin = envoy_bin
         self.proactive = proactive
         self.tmp = tempfile.mkdtemp(prefix="rendition-e2e-")
@@ -113,9 +178,12 @@ class Stack:
         if data_dir:
             self.data_dir = data_dir
         args = [self.rendition_bin, "serve", "--listen", f"127.0.0.1:{self.sidecar_port}",
-                "--data-dir", self.data_dir, "--origin", f"http://127.0.0.1:{self.origin_port}"]
+                "--data-dir", self.data_dir]
+        if self.default_origin:
+            args += ["--origin", f"http://127.0.0.1:{self.origin_port}"]
         if self.proactive:
             args.append("--proactive-image-variants")
+        args += self.sidecar_args
         log = open(os.path.join(self.tmp, "sidecar.log"), "ab")
         self.sidecar = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: self.get_sidecar("/healthz")[0] == 200, 30, "sidecar /healthz")

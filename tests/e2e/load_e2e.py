@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Load, on loopback, bounded, through the real Envoy + filter and the real sidecar.
+
+    python3 tests/e2e/load_e2e.py [path/to/rendition]   (make test-e2e runs it)
+    RENDITION_LOAD_SECONDS=60 RENDITION_STORM_URLS=5000 (the defaults)
+
+  1. Hit load: wrk keeps 16 connections busy for RENDITION_LOAD_SECONDS on a URL that is a hit
+     (served by the sidecar through Envoy). Every response must be a 2xx, no socket error, and
+     the filter must have counted a hit for each request.
+  2. Miss storm: RENDITION_STORM_URLS distinct image URLs, 16 at a time, none seen before.
+     Every response is 200 with the original bytes; the sidecar's work queue never exceeds its
+     capacity and its peak RSS stays under 1 GiB; notifies that do not fit are dropped and
+     counted (the filter's per-worker queue, the sidecar's 429s); then, as clients keep asking,
+     every URL's variant is produced and served (bounded: 15 minutes).
+Throughput figures are printed, never asserted (the machine is shared and noisy).
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import ROOT, STORM, Stack, wait_for  # noqa: E402
+
+ACCEPT = {"Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
+          "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                        "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
+ENVOY = os.path.join(ROOT, ".tools/bin/envoy")
+SECONDS = int(os.environ.get("RENDITION_LOAD_SECONDS", "60"))
+URLS = int(os.environ.get("RENDITION_STORM_URLS", "5000"))
+RSS_LIMIT = 1 << 30
+QUEUE_CAPACITY = 1024  # the sidecar's default queue.capacity
+
+passed = 0
+failures = []
+
+
+def check(cond, what):
+    global passed
+    if cond:
+        passed += 1
+        print(f"  ok   {what}")
+    else:
+        failures.append(what)
+        print(f"  FAIL {what}")
+
+
+def sidecar_stats(stack):
+    status, _, body = stack.get_sidecar("/stats")
+    return json.loads(body) if status == 200 else {}
+
+
+def filter_stat(stack, name):
+    return stack.stat(f"wasmcustom.rendition.{name}") or 0
+
+
+def peak_rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def hit_load(rendition):
+    print(f"load: {SECONDS} s of hits with wrk, 16 connections")
+    stack = Stack(rendition, ENVOY).start()
+    try:
+        url = "/img/rocket.jpg"
+        stack.get(url, ACCEPT)
+        wait_for(lambda: stack.get(url, ACCEPT)[1].get("x-rendition", "").startswith("hit"), 120, "a hit")
+        hits0 = filter_stat(stack, "hits")
+        failovers0 = filter_stat(stack, "hit_failovers")
+        args = ["wrk", "-t2", "-c16", f"-d{SECONDS}s", "--latency", "--timeout", "10s"]
+        for k, v in ACCEPT.items():
+            args += ["-H", f"{k}: {v}"]
+        out = subprocess.run(args + [f"http://127.0.0.1:{stack.envoy_port}{url}"], capture_output=True,
+                             text=True, timeout=SECONDS + 60, check=False).stdout
+        total = int(re.search(r"(\d+) requests in", out).group(1))
+        non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+        sock = re.search(r"Socket errors: (.*)", out)
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
+        p50 = re.search(r"50%\s+(\S+)", out).group(1)
+        p99 = re.search(r"99%\s+(\S+)", out).group(1)
+        time.sleep(0.2)  # the filter flushes its counters every 25 ms
+        hits = filter_stat(stack, "hits") - hits0
+        failovers = filter_stat(stack, "hit_failovers") - failovers0
+        check(total > 0 and non2xx == 0 and sock is None,
+              f"{total} requests in {SECONDS} s ({rps}/s, p50 {p50}, p99 {p99}): 0 errors"
+              f"{'' if sock is None else ', socket errors: ' + sock.group(1)}{', non-2xx: ' + str(non2xx) if non2xx else ''}")
+        check(hits >= total and failovers == 0,
+              f"every one a hit served by the sidecar ({hits} hits counted, {failovers} failovers)")
+        check(stack.sidecar.poll() is None, f"sidecar peak RSS {peak_rss(stack.sidecar.pid) >> 20} MiB")
+    except Exception as e:  # noqa: BLE001
+        failures.append(f"hit load: {type(e).__name__}: {e}")
+        print(stack.logs())
+    finally:
+        stack.stop()
+
+
+def miss_storm(rendition):
+    print(f"load: a miss storm of {URLS} distinct image URLs")
+    stack = Stack(rendition, ENVOY, proactive=False).start()
+    watching = threading.Event()
+    depth = {"max": 0}
+
+    def watch():
+        while not watching.is_set():
+            depth["max"] = max(depth["max"], sidecar_stats(stack).get("queue_depth", 0))
+            time.sleep(0.05)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        urls = [f"/storm/{i:05d}.jpg" for i in range(URLS)]
+
+        def fetch(url):
+            status, headers, body = stack.get(url, ACCEPT)
+            return status, headers.get("x-rendition", ""), body
+
+        t = time.time()
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(fetch, urls))
+        took = time.time() - t
+        good = sum(s == 200 and b == STORM for s, _, b in results)
+        check(good == URLS, f"{good}/{URLS} answered 200 with the original bytes in {took:.0f} s "
+                            f"({URLS / took:.0f}/s)")
+        time.sleep(0.2)
+        sent, dropped = filter_stat(stack, "notifies_sent"), filter_stat(stack, "notifies_dropped")
+        failed = filter_stat(stack, "notifies_failed")
+        s = sidecar_stats(stack)
+        print(f"       filter: {sent} notifies sent, {dropped} dropped (per-worker queue full), {failed} failed; "
+              f"sidecar: {s.get('notifications_received')} received, {s.get('queue_dropped')} dropped (429)")
+        check(sent + dropped >= URLS, f"every miss notified or counted as dropped ({sent} + {dropped})")
+        # Clients keep coming: each miss is notified again (at most every 10 s per URL).
+        t = time.time()
+        remaining = urls
+        while remaining and time.time() - t < 900:
+            with ThreadPoolExecutor(16) as pool:
+                again = list(pool.map(fetch, remaining))
+            bad = [u for u, (st, _, b) in zip(remaining, again) if st != 200 or not b]
+            if bad:
+                check(False, f"{len(bad)} requests failed during the drain: {bad[:3]}")
+                break
+            remaining = [u for u, (_, x, _) in zip(remaining, again) if not x.startswith("hit")]
+            if remaining:
+                time.sleep(2)
+        s = sidecar_stats(stack)
+        check(not remaining, f"every URL's variant produced and served within {time.time() - t:.0f} s "
+                             f"({URLS - len(remaining)}/{URLS} hits; sidecar processed {s.get('images_processed')})")
+        watching.set()
+        watcher.join(2)
+        check(depth["max"] <= QUEUE_CAPACITY, f"the sidecar's queue stayed bounded (max depth {depth['max']} "
+                                             f"of {QUEUE_CAPACITY})")
+        rss = peak_rss(stack.sidecar.pid)
+        check(stack.sidecar.poll() is None and rss < RSS_LIMIT,
+              f"the sidecar stayed up, peak RSS {rss >> 20} MiB (limit {RSS_LIMIT >> 20} MiB)")
+    except Exception as e:  # noqa: BLE001
+        failures.append(f"miss storm: {type(e).__name__}: {e}")
+        print(stack.logs())
+    finally:
+        watching.set()
+        stack.stop()
+
+
+def main():
+    rendition = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/debug/rendition")
+    only = os.environ.get("RENDITION_LOAD", "hit,storm").split(",")
+    if "hit" in only:
+        hit_load(rendition)
+    if "storm" in only:
+        miss_storm(rendition)
+    print(f"load_e2e: {passed} passed, {len(failures)} failed")
+    for f in failures:
+        print(f"  - {f}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
