@@ -67,3 +67,108 @@ fn zero_size_and_not_an_image() {
     );
     assert_eq!(refuse(b""), Refusal::NotAnImage("empty body"));
 }
+
+/// A PNG chunk (length, type, data, CRC).
+fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut c = (data.len() as u32).to_be_bytes().to_vec();
+    c.extend_from_slice(kind);
+    c.extend_from_slice(data);
+    c.extend_from_slice(&crc32fast::hash(&c[4..]).to_be_bytes());
+    c
+}
+
+/// `png` with `extra` inserted right after IHDR.
+fn after_ihdr(png: &[u8], extra: &[u8]) -> Vec<u8> {
+    [&png[..33], extra, &png[33..]].concat()
+}
+
+#[test]
+fn gif_frame_larger_than_its_screen_is_refused_before_decoding() {
+    // 16x16 logical screen, one frame claiming 65535x65535: the decoder would allocate the
+    // frame (17 GB of RGBA; it reached 4.2 GB RSS and 24 s before) before compositing it.
+    let mut gif = b"GIF89a\x10\x00\x10\x00\x80\x00\x00\0\0\0\xff\xff\xff".to_vec();
+    gif.extend_from_slice(b"\x2c\0\0\0\0\xff\xff\xff\xff\x00\x02\x02\x44\x01\x00\x3b");
+    assert_eq!(
+        refuse(&gif),
+        Refusal::TooManyPixels {
+            width: 65535,
+            height: 65535,
+            limit: 50_000_000
+        }
+    );
+}
+
+#[test]
+fn gif_frame_count_is_exact() {
+    // 3000 one-pixel frames: the reason says 3000 (it said 1001, where the walk stopped).
+    let mut gif = b"GIF89a\x08\x00\x08\x00\x80\x00\x00\0\0\0\xff\xff\xff".to_vec();
+    for _ in 0..3000 {
+        gif.extend_from_slice(b"\x2c\0\0\0\0\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00");
+    }
+    gif.push(0x3b);
+    assert_eq!(
+        refuse(&gif),
+        Refusal::TooManyFrames {
+            frames: 3000,
+            limit: 1000
+        }
+    );
+}
+
+#[test]
+fn png_icc_profile_bomb_is_refused_and_a_normal_profile_is_not() {
+    use image::ImageEncoder;
+    let png_with_icc = |icc: Vec<u8>| {
+        let mut out = Vec::new();
+        let mut enc = image::codecs::png::PngEncoder::new(&mut out);
+        enc.set_icc_profile(icc).unwrap();
+        enc.write_image(&[90u8; 16 * 16 * 3], 16, 16, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        out
+    };
+    // 9 MiB of zeros deflate to a few KB; the PNG decoder would inflate up to 512 MiB.
+    let bomb = png_with_icc(vec![0; 9 << 20]);
+    assert!(bomb.len() < 100_000, "{} bytes", bomb.len());
+    let r = refuse(&bomb);
+    assert!(
+        matches!(&r, Refusal::Malformed(m) if m.contains("iCCP") && m.contains("8388608")),
+        "{r}"
+    );
+    // An unparseable but small profile is only ignored (noted), as browsers do.
+    let p = pipeline::prepare(&png_with_icc(vec![0; 4096]), &Default::default()).unwrap();
+    assert_eq!((p.image.width, p.image.height), (16, 16));
+}
+
+#[test]
+fn animations_the_decoders_would_flatten_are_refused() {
+    // APNG: an acTL chunk before IDAT. The PNG decoder returns the default image only.
+    let apng = after_ihdr(
+        &common::demo("coffee.png"),
+        &chunk(b"acTL", &[0, 0, 0, 2, 0, 0, 0, 0]),
+    );
+    assert!(matches!(refuse(&apng), Refusal::Unsupported(m) if m.contains("APNG")));
+    // Animated WebP: VP8X with the animation flag.
+    let mut webp = b"RIFF\x1e\0\0\0WEBPVP8X\x0a\0\0\0\x02\0\0\0\x3f\0\0\x2f\0\0".to_vec();
+    webp.extend_from_slice(b"ANIM\x06\0\0\0\0\0\0\0\0\0");
+    assert!(matches!(refuse(&webp), Refusal::Unsupported(m) if m.contains("animated WebP")));
+}
+
+#[test]
+fn webp_bomb_headers_report_their_real_size() {
+    // Lossless header 16384x16384 (the widest VP8L): image-webp 0.2.4 wraps 16384 to 0, so the
+    // reason was "zero width or height".
+    let bits: u32 = 16383 | (16383 << 14);
+    let mut vp8l = b"RIFF\x12\0\0\0WEBPVP8L\x06\0\0\0\x2f".to_vec();
+    vp8l.extend_from_slice(&bits.to_le_bytes());
+    vp8l.push(0);
+    let expected = Refusal::TooManyPixels {
+        width: 16384,
+        height: 16384,
+        limit: 50_000_000,
+    };
+    assert_eq!(refuse(&vp8l), expected);
+    let mut vp8x = b"RIFF\x1e\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0".to_vec();
+    vp8x.extend_from_slice(&[0xFF, 0x3F, 0, 0xFF, 0x3F, 0]);
+    vp8x.extend_from_slice(b"VP8L\0\0\0\0");
+    assert_eq!(refuse(&vp8x), expected);
+}

@@ -18,7 +18,14 @@ pub fn to_srgb(decoded: Decoded) -> (Rgba, Option<String>) {
     };
     let profile = match Profile::new_icc(&icc) {
         Ok(p) => p,
-        Err(e) => return (image, Some(format!("ICC profile ignored: {e}"))),
+        // lcms's own message is a generic two-line "Could not create the object": say what failed.
+        Err(_) => {
+            let why = format!(
+                "ICC profile ignored: Little CMS cannot parse its {} bytes",
+                icc.len()
+            );
+            return (image, Some(why));
+        }
     };
     let srgb = Profile::new_srgb();
     if let Some(cmyk) = cmyk {
@@ -49,7 +56,7 @@ pub fn to_srgb(decoded: Decoded) -> (Rgba, Option<String>) {
                     .collect();
                 (Rgba { data, ..image }, None)
             }
-            Err(e) => (image, Some(format!("CMYK profile ignored: {e}"))),
+            Err(_) => (image, Some(no_transform("CMYK profile", &profile))),
         };
     }
     if is_srgb(&profile) {
@@ -69,8 +76,15 @@ pub fn to_srgb(decoded: Decoded) -> (Rgba, Option<String>) {
             (image, None)
         }
         // A grey or otherwise non-RGB profile on RGB pixels: keep the pixels as they are.
-        Err(e) => (image, Some(format!("ICC profile ignored: {e}"))),
+        Err(_) => (image, Some(no_transform("ICC profile", &profile))),
     }
+}
+
+fn no_transform(what: &str, profile: &Profile) -> String {
+    format!(
+        "{what} ignored: no transform from its {:?} space to sRGB",
+        profile.color_space()
+    )
 }
 
 /// sRGB-tagged images need no work: compare the profile's description.

@@ -99,9 +99,10 @@ pub fn prepare(bytes: &[u8], limits: &Limits) -> Result<Prepared, Refusal> {
     let started = Instant::now();
     let format = sniff::sniff(bytes)?;
     probe::check(bytes, format, limits)?;
-    let decoded = decode::decode(bytes, format)?;
+    let mut decoded = decode::decode(bytes, format)?;
     let orientation = decoded.orientation;
-    let frames = decoded.frames.clone();
+    // Moved, not cloned: an animation at the frame limits is 800 MB of RGBA.
+    let frames = decoded.frames.take();
     let jpeg_quality = decoded.jpeg_quality;
     let (image, note) = color::to_srgb(decoded);
     let image = orient::apply(image, orientation);

@@ -1,11 +1,14 @@
 //! Step 3, limits: dimensions and frame count read from the headers alone, checked against
 //! the configured limits *before* anything is decoded. A 100000x100000 PNG is a few hundred
-//! bytes; decoding it would ask for 40 GB.
+//! bytes; decoding it would ask for 40 GB. The same walk refuses what the decoders would get
+//! wrong or pay too much for: a GIF frame larger than the limit inside a small logical screen,
+//! a PNG ICC profile that inflates past [`MAX_ICC_BYTES`] (a zlib bomb the PNG decoder would
+//! inflate up to its 512 MiB allocation limit), and animated PNG and WebP (the decoders
+//! return only the first frame: a still variant of an animation would be wrong).
 
 use super::sniff::SourceFormat;
 use super::Refusal;
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
 
 /// What the headers say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,19 +54,9 @@ pub fn check(bytes: &[u8], format: SourceFormat, limits: &Limits) -> Result<Prob
     }
     let probe = match format {
         SourceFormat::Jpeg => jpeg_size(bytes)?,
-        SourceFormat::Gif => gif_probe(bytes, limits.max_frames)?,
-        SourceFormat::Png => png_size(bytes)?,
-        SourceFormat::Webp => {
-            let (width, height) =
-                image::ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::WebP)
-                    .into_dimensions()
-                    .map_err(|e| Refusal::Malformed(format!("webp header: {e}")))?;
-            Probe {
-                width,
-                height,
-                frames: 1,
-            }
-        }
+        SourceFormat::Gif => gif_probe(bytes, limits)?,
+        SourceFormat::Png => png_probe(bytes)?,
+        SourceFormat::Webp => webp_probe(bytes)?,
     };
     if probe.width == 0 || probe.height == 0 {
         return Err(Refusal::ZeroSize);
@@ -98,13 +91,88 @@ pub fn check(bytes: &[u8], format: SourceFormat, limits: &Limits) -> Result<Prob
     Ok(probe)
 }
 
-/// Width and height from the IHDR chunk, which the PNG spec puts first.
-fn png_size(b: &[u8]) -> Result<Probe, Refusal> {
+/// Largest embedded ICC profile accepted once inflated (PNG iCCP). libpng refuses chunks over
+/// 8 MB by default too; real RGB profiles are a few KB, large print LUTs a few MB.
+pub const MAX_ICC_BYTES: usize = 8 << 20;
+
+/// Width and height from the IHDR chunk, which the PNG spec puts first; then the chunks before
+/// the image data: an `acTL` (APNG) is refused, an `iCCP` must inflate within
+/// [`MAX_ICC_BYTES`]. A chunk running past the end stops the walk (the decoder reports it).
+fn png_probe(b: &[u8]) -> Result<Probe, Refusal> {
     if b.len() < 24 || &b[12..16] != b"IHDR" {
         return Err(Refusal::Malformed("png: no IHDR chunk".into()));
     }
     let width = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
     let height = u32::from_be_bytes([b[20], b[21], b[22], b[23]]);
+    let mut i = 8;
+    while let Some(head) = b.get(i..i + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let Some(data) = b.get(i + 8..(i + 8).saturating_add(len)) else {
+            break;
+        };
+        match &head[4..8] {
+            b"IDAT" | b"IEND" => break,
+            b"acTL" => {
+                return Err(Refusal::Unsupported(
+                    "animated PNG (APNG): served as is, a still variant would drop the animation",
+                ))
+            }
+            b"iCCP" => {
+                // keyword (1-79 bytes), NUL, compression method, zlib stream
+                let zlib = data
+                    .iter()
+                    .position(|&c| c == 0)
+                    .and_then(|nul| data.get(nul + 2..))
+                    .unwrap_or_default();
+                if let Err(fdeflate::BoundedDecompressionError::OutputTooLarge { .. }) =
+                    fdeflate::decompress_to_vec_bounded(zlib, MAX_ICC_BYTES)
+                {
+                    return Err(Refusal::Malformed(format!(
+                        "png: ICC profile (iCCP) inflates past {MAX_ICC_BYTES} bytes (zlib bomb?)"
+                    )));
+                }
+                // A corrupt stream is the decoder's business: it ignores the profile.
+            }
+            _ => {}
+        }
+        i += 12 + len;
+    }
+    Ok(Probe {
+        width,
+        height,
+        frames: 1,
+    })
+}
+
+/// Canvas size from the first chunk (`VP8 `, `VP8L` or `VP8X`), read here rather than by the
+/// decoder, which wraps a 16384-pixel lossless width to 0. Animated WebP is refused.
+fn webp_probe(b: &[u8]) -> Result<Probe, Refusal> {
+    let bad = |what: &str| Refusal::Malformed(format!("webp: {what}"));
+    // The first chunk's header and its first bytes: 10 for VP8 and VP8X, 5 for VP8L.
+    let need = if b.get(12..16) == Some(b"VP8L") {
+        25
+    } else {
+        30
+    };
+    let data = b.get(20..need).ok_or_else(|| bad("truncated header"))?;
+    let le16 = |i: usize| u32::from(u16::from_le_bytes([data[i], data[i + 1]]));
+    let le24 = |i: usize| u32::from_le_bytes([data[i], data[i + 1], data[i + 2], 0]);
+    let (width, height) = match &b[12..16] {
+        b"VP8 " if data[3..6] == [0x9D, 0x01, 0x2A] => (le16(6) & 0x3FFF, le16(8) & 0x3FFF),
+        b"VP8L" if data[0] == 0x2F => {
+            let bits = u32::from_le_bytes([data[1], data[2], data[3], data[4]]);
+            ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+        }
+        b"VP8X" => {
+            if data[0] & 0x02 != 0 {
+                return Err(Refusal::Unsupported(
+                    "animated WebP: served as is, a still variant would drop the animation",
+                ));
+            }
+            (le24(4) + 1, le24(7) + 1)
+        }
+        _ => return Err(bad("no VP8, VP8L or VP8X chunk first")),
+    };
     Ok(Probe {
         width,
         height,
@@ -173,8 +241,11 @@ fn jpeg_is_complete(b: &[u8]) -> bool {
 }
 
 /// Logical screen size and the number of image descriptors, by walking GIF blocks without
-/// decompressing anything. Stops counting past `max_frames` (the caller refuses then).
-fn gif_probe(b: &[u8], max_frames: u32) -> Result<Probe, Refusal> {
+/// decompressing anything (the walk is bounded by `max_source_bytes`, so every frame is
+/// counted). Each frame's own rectangle is checked too: the decoder allocates a frame at its
+/// declared size before compositing it onto the screen, so a 65535x65535 frame in a 16x16 GIF
+/// would cost 17 GB.
+fn gif_probe(b: &[u8], limits: &Limits) -> Result<Probe, Refusal> {
     let bad = |what: &str| Refusal::Malformed(format!("gif: {what}"));
     if b.len() < 13 {
         return Err(bad("truncated header"));
@@ -200,18 +271,25 @@ fn gif_probe(b: &[u8], max_frames: u32) -> Result<Probe, Refusal> {
             Some(0x3B) | None => break, // trailer, or a truncated file: count what we saw
             Some(0x21) => i = skip_sub_blocks(i + 2)?,
             Some(0x2C) => {
-                let flags = *b
-                    .get(i + 9)
+                let d = b
+                    .get(i + 1..i + 10)
                     .ok_or_else(|| bad("truncated image descriptor"))?;
+                let fw = u32::from(u16::from_le_bytes([d[4], d[5]]));
+                let fh = u32::from(u16::from_le_bytes([d[6], d[7]]));
+                if u64::from(fw) * u64::from(fh) > limits.max_pixels {
+                    return Err(Refusal::TooManyPixels {
+                        width: fw,
+                        height: fh,
+                        limit: limits.max_pixels,
+                    });
+                }
+                let flags = d[8];
                 i += 10;
                 if flags & 0x80 != 0 {
                     i += 3 * (1 << ((flags & 0x07) + 1));
                 }
                 i = skip_sub_blocks(i + 1)?; // LZW minimum code size, then data
                 frames += 1;
-                if frames > max_frames {
-                    break;
-                }
             }
             Some(_) => return Err(bad("unknown block")),
         }
