@@ -52,7 +52,7 @@ run() {
   fi
 }
 
-if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
+if command -v rustup >/dev/null 2>&1 && grep -qx "$TARGET" <<<"$(rustup target list --installed 2>/dev/null)"; then
   run cargo --target "$TARGET"
 fi
 

@@ -88,7 +88,7 @@ detect_lld() {
 
 # ---------------------------------------------------------------- 1. Debian packages
 USE_RUSTUP_WASM=0
-if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+if command -v rustup >/dev/null 2>&1 && grep -qx wasm32-wasip1 <<<"$(rustup target list --installed 2>/dev/null)"; then
   USE_RUSTUP_WASM=1
 fi
 
@@ -149,7 +149,9 @@ say "python3 pip ok"
 # ---------------------------------------------------------------- 3. Envoy
 ENVOY_DIR="$ROOT/.tools/envoy-$ENVOY_VERSION"
 ENVOY_LINK="$ROOT/.tools/bin/envoy"
-envoy_ok() { "$ENVOY_LINK" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; }
+# Not `envoy --version | grep -q`: under pipefail, grep's early exit can SIGPIPE envoy and fail
+# the check on a good binary.
+envoy_ok() { [[ $("$ENVOY_LINK" --version 2>/dev/null) == */"$ENVOY_VERSION"/* ]]; }
 
 if ! envoy_ok; then
   tmp=$(mktemp -d)
