@@ -77,6 +77,11 @@ test-e2e: test-host wasm
 	python3 tests/e2e/faults_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	RENDITION_LOAD_SECONDS=20 RENDITION_STORM_URLS=1000 python3 tests/e2e/load_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 
+# cargo-fuzz targets (mask parsing, index records, sniff + decode, the notify parser), each for
+# FUZZ_SECONDS (60); scripts/fuzz.sh installs cargo-fuzz when missing. Not part of make test.
+fuzz: setup
+	scripts/fuzz.sh
+
 # The load test at the scale docs/RELIABILITY.md reports (make test runs it smaller): 60 s of
 # hits, then a miss storm of 5,000 distinct URLs drained until every variant exists.
 load: test-host wasm

@@ -74,7 +74,9 @@ impl Default for LearnedQualityConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OriginsConfig {
-    /// Base URL for hosts not in `hosts` (unset: only mapped hosts are fetched).
+    /// Base URL for hosts not in `hosts`. An empty string unsets it (TOML has no null):
+    /// then only mapped hosts are fetched and a notify for any other host is refused (403).
+    #[serde(deserialize_with = "empty_is_none", serialize_with = "none_is_empty")]
     pub default: Option<String>,
     /// Host (as in the request's Host header) to base URL.
     pub hosts: BTreeMap<String, String>,
@@ -92,6 +94,19 @@ impl Default for OriginsConfig {
             follow_redirects: false,
         }
     }
+}
+
+/// `origins.default` as written in a file, a flag or the environment: `""` is unset.
+pub fn default_origin(text: &str) -> Option<String> {
+    (!text.trim().is_empty()).then(|| text.to_owned())
+}
+
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(default_origin(&String::deserialize(d)?))
+}
+
+fn none_is_empty<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_deref().unwrap_or_default())
 }
 
 /// Seed 004's worker flags.
@@ -330,5 +345,27 @@ mod tests {
         assert_eq!(c.origins.hosts["a.example"], "http://10.0.0.1:80");
         assert_eq!(c.variants.mobile_width, 480);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_default_origin_can_be_unset() {
+        let kept: Config = toml::from_str("[origins]\ntimeout_ms = 100").unwrap();
+        assert_eq!(
+            kept.origins.default.as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        let only_mapped: Config = toml::from_str(
+            "[origins]\ndefault = \"\"\n[origins.hosts]\n\"a.example\" = \"http://10.0.0.1\"",
+        )
+        .unwrap();
+        assert_eq!(only_mapped.origins.default, None);
+        only_mapped.validate().unwrap();
+        let again: Config = toml::from_str(&toml::to_string(&only_mapped).unwrap()).unwrap();
+        assert_eq!(again, only_mapped, "round trip keeps it unset");
+        let none: Config = toml::from_str("[origins]\ndefault = \" \"").unwrap();
+        assert_eq!(
+            none.validate().unwrap_err().to_string(),
+            "config: origins: set origins.default or at least one origins.hosts entry"
+        );
     }
 }

@@ -27,7 +27,7 @@ pub struct ServeArgs {
     target_ssimulacra2: Option<f32>,
     #[arg(long, env = "RENDITION_SAVEDATA_SCORE_REDUCTION")]
     savedata_score_reduction: Option<f32>,
-    /// Default origin base URL.
+    /// Default origin base URL ("" unsets it: only --origin-host hosts are fetched).
     #[arg(long, env = "RENDITION_ORIGIN")]
     origin: Option<String>,
     /// Per-host origin, HOST=URL (repeatable).
@@ -89,7 +89,7 @@ impl ServeArgs {
             desktop_width => variants.desktop_width,
         }
         if let Some(o) = &self.origin {
-            c.origins.default = Some(o.clone());
+            c.origins.default = rendition_sidecar::config::default_origin(o);
         }
         if let Some(t) = &self.admin_token {
             c.admin_token = Some(t.clone());

@@ -33,6 +33,15 @@ fn flags_and_environment_are_validated() {
     let (code, err) = serve(&["--origin", "ftp://files.example"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("config: origins.default:"), "{err}");
+    // `--origin ""` (or RENDITION_ORIGIN="") unsets the default origin: with no mapped host
+    // there is nothing left to fetch from.
+    let only_mapped = "config: origins: set origins.default or at least one origins.hosts entry";
+    let (code, err) = serve(&["--origin", ""], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains(only_mapped), "{err}");
+    let (code, err) = serve(&[], &[("RENDITION_ORIGIN", "")]);
+    assert_eq!(code, 2);
+    assert!(err.contains(only_mapped), "{err}");
     let (code, err) = serve(&["--origin-host", "no-equals-sign"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("--origin-host"), "{err}");

@@ -51,6 +51,10 @@ class Origin(http.server.ThreadingHTTPServer):
     answers per Host and redirects with them)."""
 
     daemon_threads = True
+    # socketserver listens with a backlog of 5. Under a flood (clients through Envoy plus the
+    # sidecar's fetches) a full accept queue drops SYNs, and the retransmit comes after Envoy's
+    # 1 s connect timeout to the origin: a 503 that is the test origin's, not Rendition's.
+    request_queue_size = 256
 
     def __init__(self, port):
         self.seen = []
