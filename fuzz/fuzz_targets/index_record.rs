@@ -86,7 +86,10 @@ fuzz_target!(|data: &[u8]| {
     let (bucket, outcome) = bucket_upsert(Some(data), epoch, ways, &entry);
     assert!(bucket.len() >= BUCKET_HEADER_LEN);
     assert_eq!((bucket.len() - BUCKET_HEADER_LEN) % ENTRY_LEN, 0);
-    assert_eq!(usize::from(bucket[1]), (bucket.len() - BUCKET_HEADER_LEN) / ENTRY_LEN);
+    assert_eq!(
+        usize::from(bucket[1]),
+        (bucket.len() - BUCKET_HEADER_LEN) / ENTRY_LEN
+    );
     let now = bucket_lookup(&bucket, epoch, &entry.key);
     match outcome {
         Upsert::Stale => {

@@ -53,18 +53,36 @@ fuzz_target!(|data: &[u8]| {
 
     let profile = ClientProfile::from_headers(headers.iter().copied());
     // Header order never matters except for "first occurrence wins"; parsing twice is stable.
-    assert_eq!(profile, ClientProfile::from_headers(headers.iter().copied()));
+    assert_eq!(
+        profile,
+        ClientProfile::from_headers(headers.iter().copied())
+    );
     let mask = profile.mask;
-    assert_eq!(CapabilityMask::from_bits(mask.bits()), Ok(mask), "mask {mask}");
-    assert_ne!(mask.format(), ImageFormat::Svg, "a request never asks for SVG");
+    assert_eq!(
+        CapabilityMask::from_bits(mask.bits()),
+        Ok(mask),
+        "mask {mask}"
+    );
+    assert_ne!(
+        mask.format(),
+        ImageFormat::Svg,
+        "a request never asks for SVG"
+    );
     assert!(profile.accepts.contains(ImageFormat::Original));
-    assert!(profile.accepts.contains(mask.format()), "{mask} {:?}", profile.accepts);
+    assert!(
+        profile.accepts.contains(mask.format()),
+        "{mask} {:?}",
+        profile.accepts
+    );
     assert_eq!(mask.format(), profile.accepts.best_raster());
 
     match select(stored, &profile) {
         Selection::Variant { slot, .. } => {
             assert!(stored.contains(slot), "{slot} not stored");
-            assert!(profile.accepts.contains(slot.format()), "{slot} not accepted");
+            assert!(
+                profile.accepts.contains(slot.format()),
+                "{slot} not accepted"
+            );
             assert_eq!(slot.slot(), slot);
         }
         Selection::Origin => {}
@@ -74,7 +92,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(key) = SourceKey::new(&host, &path) {
         // The sidecar stores the canonical text and rebuilds keys from it (the report page).
         let again = SourceKey::from_canonical(key.as_str());
-        assert_eq!(again.as_ref(), Ok(&key), "canonical text {:?}", key.as_str());
+        assert_eq!(
+            again.as_ref(),
+            Ok(&key),
+            "canonical text {:?}",
+            key.as_str()
+        );
         assert_eq!(again.map(|k| k.id()), Ok(key.id()));
         assert!(key.path_and_query().starts_with('/'));
     }

@@ -63,9 +63,9 @@ impl SourceKey {
             return Err(KeyError::TooLong);
         }
         let mut text = String::with_capacity(host.len() + path_and_query.len() + 1);
-        for b in host.bytes() {
-            text.push(b.to_ascii_lowercase() as char);
-        }
+        // ASCII case only, char by char: a non-ASCII host (an unencoded IDN, or bytes a client
+        // sent) keeps its UTF-8, so the canonical text parses back to the same key.
+        text.extend(host.chars().map(|c| c.to_ascii_lowercase()));
         text.push_str(path);
         if let Some(q) = query {
             let mut params: Vec<&str> = q.split('&').filter(|p| !p.is_empty()).collect();

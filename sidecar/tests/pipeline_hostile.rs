@@ -172,3 +172,50 @@ fn webp_bomb_headers_report_their_real_size() {
     vp8x.extend_from_slice(b"VP8L\0\0\0\0");
     assert_eq!(refuse(&vp8x), expected);
 }
+
+#[test]
+fn webp_lossy_frame_larger_than_its_vp8x_canvas_is_refused_before_decoding() {
+    // fuzz/sniff_decode crasher, minimized: a 32x32 VP8X canvas around a VP8 frame whose own
+    // header says 10913x10935 (119 MP). image-webp decodes the frame at its header's size and
+    // only then compares it with the canvas, so the probe's 32x32 let a 119 MP decode through.
+    let crasher: &[u8] = b"RIFF\xa8\x01\0\0WEBPVP8X\x0a\0\0\0\x10\0\0\0\x1f\0\0\x1f\0\0\
+        VP8 \x3a\xb7\xe7\x6a\xf0\x07\0\x9d\x01\x2a\xa1\x2a\xb7\x6a";
+    assert_eq!(crasher.len(), 48);
+    assert_eq!(
+        refuse(crasher),
+        Refusal::Malformed("webp: lossy frame size differs from the VP8X canvas".into())
+    );
+    // The same frame size in the canvas: the pixel limit says so.
+    let mut same = crasher.to_vec();
+    same[24..30].copy_from_slice(&[0xa0, 0x2a, 0, 0xb6, 0x2a, 0]);
+    assert!(matches!(
+        refuse(&same),
+        Refusal::TooManyPixels {
+            width: 10913,
+            height: 10935,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn png_palette_that_is_not_rgb_triples_is_refused_before_decoding() {
+    // fuzz/sniff_decode crasher, minimized: a palette PNG whose PLTE chunk is 49 bytes. png
+    // 0.18.1 panicked expanding it ("range end index 3 out of range for slice of length 1"),
+    // outside the JPEG decoder's catch_unwind: the worker's task panicked before the source
+    // was recorded as refused, so each later notify fetched it and panicked again.
+    let crasher: &[u8] = b"\x89PNG\x0d\x0a\x1a\x0a\x00\x00\x00\x0dIHDR\
+        \x00\x00\x00\x14\x00\x00\x00\x20\x08\x03\x00\x00\x00D\xa4\x8a\
+        \xc6\x00\x00\x001PLTE\x00\xff\x80\x10\xef\x80\x20\
+        \xdf\x800\xcf\xd9/\x80\xe0\x1f\x80\xf0\x0f$\x80\xc4\x8b\
+        \x13\x0a\x00\x00\x15m\x9dw\xfb;\xce\xd3Z\x02\x09i\
+        \xfbW[\x82\xf4\x17\xb0\xff\xff\xff\xff\xff\xffD\xaeB\
+        `\x06IDATx\x9c\xcdR\xe1r\x860\x08k\
+        \xa0\xdf\xef\xbd\xff\xb3\xce\x92\x01\x15m\x9dw\xfb;\xce\
+        \xd3Z\x02\x09i\xfb\xb0\xff\xff`";
+    assert_eq!(crasher.len(), 138);
+    assert_eq!(
+        refuse(crasher),
+        Refusal::Malformed("png: PLTE chunk of 49 bytes is not RGB triples".into())
+    );
+}

@@ -112,6 +112,13 @@ fn png_probe(b: &[u8]) -> Result<Probe, Refusal> {
         };
         match &head[4..8] {
             b"IDAT" | b"IEND" => break,
+            // png 0.18.1 panics expanding a palette that is not whole RGB triples (the spec
+            // forbids it; image-rs/image-png#694).
+            b"PLTE" if !len.is_multiple_of(3) => {
+                return Err(Refusal::Malformed(format!(
+                    "png: PLTE chunk of {len} bytes is not RGB triples"
+                )))
+            }
             b"acTL" => {
                 return Err(Refusal::Unsupported(
                     "animated PNG (APNG): served as is, a still variant would drop the animation",
@@ -169,7 +176,14 @@ fn webp_probe(b: &[u8]) -> Result<Probe, Refusal> {
                     "animated WebP: served as is, a still variant would drop the animation",
                 ));
             }
-            (le24(4) + 1, le24(7) + 1)
+            let canvas = (le24(4) + 1, le24(7) + 1);
+            // The decoder decodes a still VP8X image's lossy frame at the size the frame's own
+            // header states, and only then compares it with the canvas: a 16383x16383 frame
+            // inside a 1x1 canvas would get past the pixel limit. Refused here instead.
+            if vp8x_lossy_frame_size(b).is_some_and(|frame| frame != canvas) {
+                return Err(bad("lossy frame size differs from the VP8X canvas"));
+            }
+            canvas
         }
         _ => return Err(bad("no VP8, VP8L or VP8X chunk first")),
     };
@@ -178,6 +192,25 @@ fn webp_probe(b: &[u8]) -> Result<Probe, Refusal> {
         height,
         frames: 1,
     })
+}
+
+/// The frame size in the first `VP8 ` chunk of an extended WebP, which the decoder uses when
+/// there is no `VP8L` chunk (a lossless frame is checked against the canvas before decoding).
+fn vp8x_lossy_frame_size(b: &[u8]) -> Option<(u32, u32)> {
+    let mut i = 12;
+    let mut lossy = None;
+    while let Some(head) = b.get(i..i + 8) {
+        let size = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        match &head[..4] {
+            b"VP8L" => return None,
+            b"VP8 " if lossy.is_none() => lossy = Some(b.get(i + 8..i + 18)?),
+            _ => {}
+        }
+        i = i.saturating_add(8 + size + (size & 1));
+    }
+    let f = lossy?;
+    let le14 = |at: usize| u32::from(u16::from_le_bytes([f[at], f[at + 1]]) & 0x3FFF);
+    (f[3..6] == [0x9D, 0x01, 0x2A]).then(|| (le14(6), le14(8)))
 }
 
 /// Walks JPEG markers to the first start-of-frame (SOF0-SOF15 except DHT/JPG/DAC).
