@@ -18,11 +18,12 @@
 
 use crate::worker::{Job, Requested, Submitted, Worker};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use rendition_shared::{CapabilityMask, KeyId, SourceKey};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -51,16 +52,23 @@ pub const VARIANT_HEADER: &str = "x-rendition-variant";
 pub const VARY: &str = "Accept, Save-Data, Sec-CH-DPR, DPR, Sec-CH-Viewport-Width, Viewport-Width, Sec-CH-UA-Mobile, User-Agent";
 
 pub fn app(worker: Arc<Worker>) -> Router {
-    Router::new()
-        .route("/notify", post(notify))
-        .route("/v/{key}/{mask}", get(variant))
-        .route("/index", get(index))
-        .route("/healthz", get(healthz))
+    // Admin routes: one guard for all of them, so no handler can forget it.
+    let admin = Router::new()
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/purge", post(purge))
         .route("/report", get(report))
         .route("/report/source/{key}", get(report_source))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&worker),
+            require_admin,
+        ));
+    Router::new()
+        .route("/notify", post(notify))
+        .route("/v/{key}/{mask}", get(variant))
+        .route("/index", get(index))
+        .route("/healthz", get(healthz))
+        .merge(admin)
         .fallback(variant_by_header)
         .with_state(worker)
 }
@@ -362,7 +370,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+/// The guard of the admin routes: 403 unless [`admin_allowed`].
+async fn require_admin(State(w): State<Arc<Worker>>, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    if admin_allowed(&w, peer, request.headers()) {
+        next.run(request).await
+    } else {
+        ApiError(StatusCode::FORBIDDEN, "forbidden").into_response()
+    }
+}
 
 fn gauges(w: &Worker) -> Vec<(&'static str, &'static str, u64)> {
     let s = w.store.stats().unwrap_or_default();
@@ -387,18 +406,12 @@ fn gauges(w: &Worker) -> Vec<(&'static str, &'static str, u64)> {
     ]
 }
 
-async fn stats(State(w): State<Arc<Worker>>, peer: Peer, headers: HeaderMap) -> Response {
-    if !admin_allowed(&w, peer.map(|p| p.0 .0), &headers) {
-        return ApiError(StatusCode::FORBIDDEN, "forbidden").into_response();
-    }
+async fn stats(State(w): State<Arc<Worker>>) -> Response {
     let g: Vec<(&str, u64)> = gauges(&w).into_iter().map(|(n, _, v)| (n, v)).collect();
     Json(w.stats.to_json(&g)).into_response()
 }
 
-async fn metrics(State(w): State<Arc<Worker>>, peer: Peer, headers: HeaderMap) -> Response {
-    if !admin_allowed(&w, peer.map(|p| p.0 .0), &headers) {
-        return ApiError(StatusCode::FORBIDDEN, "forbidden").into_response();
-    }
+async fn metrics(State(w): State<Arc<Worker>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         w.stats.to_prometheus(&gauges(&w)),
@@ -414,15 +427,7 @@ struct ReportQuery {
     limit: Option<usize>,
 }
 
-async fn report(
-    State(w): State<Arc<Worker>>,
-    peer: Peer,
-    headers: HeaderMap,
-    Query(q): Query<ReportQuery>,
-) -> Response {
-    if !admin_allowed(&w, peer.map(|p| p.0 .0), &headers) {
-        return ApiError(StatusCode::FORBIDDEN, "forbidden").into_response();
-    }
+async fn report(State(w): State<Arc<Worker>>, Query(q): Query<ReportQuery>) -> Response {
     let store = Arc::clone(&w.store);
     let limit = q.limit.unwrap_or(crate::report::DEFAULT_LIMIT);
     match tokio::task::spawn_blocking(move || crate::report::gather(&store, q.offset, limit)).await
@@ -446,15 +451,7 @@ async fn report(
 
 /// The original of a stored source, fetched from its configured origin (the sidecar keeps no
 /// copy), so the report can show it beside its variants.
-async fn report_source(
-    State(w): State<Arc<Worker>>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path(key): Path<String>,
-) -> Response {
-    if !admin_allowed(&w, peer.map(|p| p.0 .0), &headers) {
-        return ApiError(StatusCode::FORBIDDEN, "forbidden").into_response();
-    }
+async fn report_source(State(w): State<Arc<Worker>>, Path(key): Path<String>) -> Response {
     let not_found = || ApiError(StatusCode::NOT_FOUND, "no such source").into_response();
     let Some(id) = KeyId::from_hex(&key) else {
         return not_found();
@@ -497,13 +494,8 @@ struct Purge {
 
 async fn purge(
     State(w): State<Arc<Worker>>,
-    peer: Peer,
-    headers: HeaderMap,
     body: Result<Json<Purge>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if !admin_allowed(&w, peer.map(|p| p.0 .0), &headers) {
-        return ApiError(StatusCode::FORBIDDEN, "forbidden").into_response();
-    }
     let Ok(Json(p)) = body else {
         return ApiError(
             StatusCode::BAD_REQUEST,
