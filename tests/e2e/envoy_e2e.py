@@ -22,29 +22,15 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, SITE, Stack, dimensions, wait_for  # noqa: E402
+from harness import AVIF_DESKTOP, CHROME, ROOT, SITE, Checks, Stack, dimensions, wait_for  # noqa: E402
 
-CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-          "Chrome/131.0.0.0 Safari/537.36")
 ANDROID = ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/80.0.3987.99 Mobile Safari/537.36")
-AVIF_DESKTOP = {"Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8", "User-Agent": CHROME}
 WEBP_MOBILE = {"Accept": "image/webp,image/apng,image/*,*/*;q=0.8", "User-Agent": ANDROID}
 JPEG_ONLY = {"Accept": "image/jpeg", "User-Agent": CHROME}
 IMG = "/img/garden.jpg"
 
-passed = 0
-failures = []
-
-
-def check(cond, what):
-    global passed
-    if cond:
-        passed += 1
-        print(f"  ok    {what}")
-    else:
-        failures.append(what)
-        print(f"  FAIL  {what}")
+check = Checks("envoy_e2e")
 
 
 def original(path):
@@ -67,15 +53,12 @@ def main():
         stack.start()
         run(stack)
     except Exception as e:  # a crash of the test is a failure with the logs
-        failures.append(f"exception: {e!r}")
+        check.fail(f"exception: {e!r}")
     finally:
-        if failures:
+        if check.failures:
             print(stack.logs())
         stack.stop()
-    print(f"envoy_e2e: {passed} passed, {len(failures)} failed")
-    for f in failures:
-        print(f"  failed: {f}")
-    sys.exit(1 if failures else 0)
+    sys.exit(check.summary())
 
 
 def run(s):

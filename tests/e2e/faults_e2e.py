@@ -18,7 +18,6 @@ No check here depends on wall-clock speed: each waits for a state, bounded so th
 """
 
 import hashlib
-import json
 import os
 import random
 import signal
@@ -28,26 +27,12 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, SITE, Stack, dimensions, wait_for  # noqa: E402
+from harness import AVIF_DESKTOP as ACCEPT, ROOT, SITE, Checks, Stack, dimensions, wait_for  # noqa: E402
 
-ACCEPT = {"Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
-          "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-                        "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
 IMAGES = ["garden.jpg", "rocket.jpg", "coffee.png", "logo.png", "screenshot.png"]
 ENVOY = os.path.join(ROOT, ".tools/bin/envoy")
 
-passed = 0
-failures = []
-
-
-def check(cond, what):
-    global passed
-    if cond:
-        passed += 1
-        print(f"  ok   {what}")
-    else:
-        failures.append(what)
-        print(f"  FAIL {what}")
+check = Checks("faults_e2e")
 
 
 def original(name):
@@ -123,13 +108,8 @@ class Client(threading.Thread):
                 self.variants += 1
 
 
-def sidecar_stats(stack):
-    status, _, body = stack.get_sidecar("/stats")
-    return json.loads(body) if status == 200 else {}
-
-
 def index_caught_up(stack):
-    s = sidecar_stats(stack)
+    s = stack.stats()
     return s and stack.stat("wasmcustom.rendition.index.applied_seq") == s["index_last_seq"]
 
 
@@ -142,8 +122,8 @@ def sigkill_during_writes(rendition):
         base = [(f"/img/{n}", n) for n in IMAGES]
         for url, _ in base:
             stack.get(url, ACCEPT)
-        wait_for(lambda: sidecar_stats(stack).get("queue_depth") == 0
-                 and sidecar_stats(stack).get("images_processed", 0) >= len(IMAGES), 300, "the page")
+        wait_for(lambda: stack.stats().get("queue_depth") == 0
+                 and stack.stats().get("images_processed", 0) >= len(IMAGES), 300, "the page")
         wait_for(lambda: index_caught_up(stack), 30, "the index")
         client = Client(stack, base)
         client.start()
@@ -152,10 +132,10 @@ def sigkill_during_writes(rendition):
             # New sources: the sidecar fetches, encodes and writes their variants.
             for n in IMAGES[:3]:
                 stack.get(f"/img/{n}?round={k}", ACCEPT)
-            before = sidecar_stats(stack).get("variants_written", 0)
-            wait_for(lambda: sidecar_stats(stack).get("variants_written", 0) > before, 60, "a write")
+            before = stack.stats().get("variants_written", 0)
+            wait_for(lambda: stack.stats().get("variants_written", 0) > before, 60, "a write")
             time.sleep(rng.uniform(0.0, 0.4))
-            kills_mid_write += sidecar_stats(stack).get("queue_depth", 0) > 0
+            kills_mid_write += stack.stats().get("queue_depth", 0) > 0
             stack.kill_sidecar(signal.SIGKILL)
             time.sleep(rng.uniform(0.1, 0.5))  # requests meet a dead sidecar
             stack.start_sidecar()
@@ -172,13 +152,13 @@ def sigkill_during_writes(rendition):
         srcs = page.decode().count("<section class=source")
         imgs = [p.split('"')[0] for p in page.decode().split('<img src="/v/')[1:]]
         served = [stack.get_sidecar("/v/" + p) for p in imgs]
-        errors = sidecar_stats(stack).get("store_errors", -1)
+        errors = stack.stats().get("store_errors", -1)
         check(status == 200 and imgs and all(s == 200 and complete(b) for s, _, b in served) and errors == 0,
               f"after the last restart: {len(imgs)} stored variants of {srcs} sources, every one complete "
               f"and checksum-clean (store_errors {errors})")
         # The index follower retries every second; once it reaches the restarted sidecar, hits.
         def all_hits():
-            return all(stack.get(u, ACCEPT)[1].get("x-rendition", "").startswith("hit") for u, _ in base)
+            return all(stack.is_hit(u) for u, _ in base)
         try:
             wait_for(all_hits, 30, "hits after the last restart")
         except TimeoutError:
@@ -187,12 +167,11 @@ def sigkill_during_writes(rendition):
             status, headers, body = stack.get(url, ACCEPT)
             check(headers.get("x-rendition", "").startswith("hit") and judge(name, status, headers, body) is None,
                   f"{url}: a hit again ({headers.get('x-rendition')})")
-        with open(os.path.join(stack.tmp, "sidecar.log"), "rb") as f:
-            log = f.read().decode("utf-8", "replace")
+        log = stack.sidecar_log()
         check("panicked" not in log and log.count("rendition sidecar ready") == 21,
               f"21 starts on the same store, no panic ({log.count('rendition sidecar ready')} ready lines)")
     except Exception as e:  # noqa: BLE001
-        failures.append(f"sigkill: {type(e).__name__}: {e}")
+        check.fail(f"sigkill: {type(e).__name__}: {e}")
         print(stack.logs())
     finally:
         stack.stop()
@@ -204,7 +183,7 @@ def sigstop(rendition):
     try:
         url = "/img/rocket.jpg"
         stack.get(url, ACCEPT)
-        wait_for(lambda: stack.get(url, ACCEPT)[1].get("x-rendition", "").startswith("hit"), 120, "a hit")
+        wait_for(lambda: stack.is_hit(url), 120, "a hit")
         stack.kill_sidecar(signal.SIGSTOP)
         wait_for(lambda: b"failed_active_hc" in stack.admin("/clusters")[2], 30, "the health check to fail")
         sent = stack.stat("cluster.sidecar.upstream_rq_total")
@@ -216,11 +195,11 @@ def sigstop(rendition):
               and (stack.stat("cluster.sidecar.upstream_rq_per_try_timeout") or 0) == timeouts,
               "after the health check: no request sent to the hung sidecar, none waited for a timeout")
         stack.kill_sidecar(signal.SIGCONT)
-        wait_for(lambda: stack.get(url, ACCEPT)[1].get("x-rendition", "").startswith("hit")
+        wait_for(lambda: stack.is_hit(url)
                  and stack.stat("cluster.sidecar.upstream_rq_total") > sent, 30, "hits after SIGCONT")
         check(True, "resumed: hits served by the sidecar again")
     except Exception as e:  # noqa: BLE001
-        failures.append(f"sigstop: {type(e).__name__}: {e}")
+        check.fail(f"sigstop: {type(e).__name__}: {e}")
         print(stack.logs())
     finally:
         stack.stop()
@@ -241,15 +220,15 @@ def disk_full(rendition):
         stack.start()
         first = "/img/rocket.jpg"
         stack.get(first, ACCEPT)
-        wait_for(lambda: stack.get(first, ACCEPT)[1].get("x-rendition", "").startswith("hit"), 120, "a hit")
+        wait_for(lambda: stack.is_hit(first), 120, "a hit")
         stored = stack.get(first, ACCEPT)[2]
         k = 0
-        while sidecar_stats(stack).get("store_errors", 0) == 0 and k < 200:
+        while stack.stats().get("store_errors", 0) == 0 and k < 200:
             for n in ("coffee.png", "screenshot.png", "garden.jpg"):
                 stack.get(f"/img/{n}?fill={k}", ACCEPT)
             k += 1
-            wait_for(lambda: sidecar_stats(stack).get("queue_depth", 1) == 0, 120, "the queue to drain")
-        s = sidecar_stats(stack)
+            wait_for(lambda: stack.stats().get("queue_depth", 1) == 0, 120, "the queue to drain")
+        s = stack.stats()
         check(s.get("store_errors", 0) > 0, f"the disk filled after {3 * k} new sources "
               f"(store_errors {s.get('store_errors')}, payload {s.get('store_payload_bytes')} bytes)")
         check(stack.sidecar.poll() is None and stack.get_sidecar("/healthz")[0] in (200, 503),
@@ -259,11 +238,10 @@ def disk_full(rendition):
               "what it has is still served (the same variant as before the disk filled)")
         status, headers, body = stack.get(f"/img/logo.png?full={k}", ACCEPT)
         check(status == 200 and body == ORIGINALS["logo.png"], "a new image: the original, at once")
-        with open(os.path.join(stack.tmp, "sidecar.log"), "rb") as f:
-            log = f.read().decode("utf-8", "replace")
+        log = stack.sidecar_log()
         check("No space left" in log or "space" in log.lower(), "the reason is logged (no space left on device)")
     except Exception as e:  # noqa: BLE001
-        failures.append(f"disk full: {type(e).__name__}: {e}")
+        check.fail(f"disk full: {type(e).__name__}: {e}")
         print(stack.logs())
     finally:
         stack.stop()
@@ -283,24 +261,23 @@ def bad_origins(rendition):
         check(status == 200 and body == ORIGINALS["rocket.jpg"], "slow origin: the client gets the original")
         # Meanwhile the workers are free: another image is optimized while the slow one fails.
         stack.get("/img/logo.png", ACCEPT)
-        wait_for(lambda: sidecar_stats(stack).get("fetch_errors", 0) >= 1, 30, "the slow fetch to fail")
-        wait_for(lambda: stack.get("/img/logo.png", ACCEPT)[1].get("x-rendition", "").startswith("hit"),
+        wait_for(lambda: stack.stats().get("fetch_errors", 0) >= 1, 30, "the slow fetch to fail")
+        wait_for(lambda: stack.is_hit("/img/logo.png"),
                  120, "logo.png optimized beside the slow fetch")
         check(True, "slow origin: the fetch timed out (fetch_errors), other work went on")
         status, _, _ = stack.get("/error/rocket.jpg", ACCEPT)
         check(status == 503, "erroring origin: the client gets the origin's own 503")
-        before = sidecar_stats(stack).get("fetch_errors", 0)
+        before = stack.stats().get("fetch_errors", 0)
         status, _, body = stack.get("/flaky/coffee.png", ACCEPT)
         check(status == 200 and body == ORIGINALS["coffee.png"], "origin failing the sidecar only: the original")
-        wait_for(lambda: sidecar_stats(stack).get("fetch_errors", 0) > before, 30, "the flaky fetch to fail")
+        wait_for(lambda: stack.stats().get("fetch_errors", 0) > before, 30, "the flaky fetch to fail")
         status, headers, body = stack.get("/flaky/coffee.png", ACCEPT)
         check(status == 200 and body == ORIGINALS["coffee.png"] and stack.sidecar.poll() is None,
               f"  and again: the original, the sidecar up ({headers.get('x-rendition')})")
-        with open(os.path.join(stack.tmp, "sidecar.log"), "rb") as f:
-            log = f.read().decode("utf-8", "replace")
+        log = stack.sidecar_log()
         check("timed out" in log and "503" in log, "both reasons are logged (timed out, answered 503)")
     except Exception as e:  # noqa: BLE001
-        failures.append(f"bad origins: {type(e).__name__}: {e}")
+        check.fail(f"bad origins: {type(e).__name__}: {e}")
         print(stack.logs())
     finally:
         stack.stop()
@@ -313,10 +290,7 @@ def main():
                      ("origin", bad_origins)):
         if name in only:
             fn(rendition)
-    print(f"faults_e2e: {passed} passed, {len(failures)} failed")
-    for f in failures:
-        print(f"  - {f}")
-    return 1 if failures else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Only the standard library: the tests run on a fresh machine with nothing but pyt
 import hashlib
 import http.client
 import http.server
+import json
 import os
 import re
 import shutil
@@ -26,6 +27,39 @@ with open(os.path.join(ROOT, "tests", "e2e", "fixtures", "storm.jpg"), "rb") as 
     STORM = _f.read()
 TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
          ".webp": "image/webp", ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
+
+
+# The client most tests play: desktop Chrome, which accepts AVIF and WebP.
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/131.0.0.0 Safari/537.36")
+AVIF_DESKTOP = {"Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8", "User-Agent": CHROME}
+
+
+class Checks:
+    """The tally of one end-to-end script: `check(cond, what)` prints one line per check;
+    `fail(why)` records a failure already reported (a crash of the test); `summary()` prints
+    the totals and every failure and returns the exit code."""
+
+    def __init__(self, name):
+        self.name, self.passed, self.failures = name, 0, []
+
+    def __call__(self, cond, what):
+        if cond:
+            self.passed += 1
+            print(f"  ok    {what}", flush=True)
+        else:
+            self.failures.append(what)
+            print(f"  FAIL  {what}", flush=True)
+        return cond
+
+    def fail(self, why):
+        self.failures.append(why)
+
+    def summary(self, extra=""):
+        print(f"{self.name}: {self.passed} passed, {len(self.failures)} failed{extra}")
+        for f in self.failures:
+            print(f"  failed: {f}")
+        return 1 if self.failures else 0
 
 
 def free_port():
@@ -261,6 +295,28 @@ class Stack:
             if k == name:
                 return int(v)
         return None
+
+    def is_hit(self, path, headers=None):
+        """Whether Envoy answers `path` from a stored variant (the filter's `x-rendition`)."""
+        return self.get(path, headers or AVIF_DESKTOP)[1].get("x-rendition", "").startswith("hit")
+
+    def sidecar_log(self):
+        """Everything the sidecar has logged so far, as text."""
+        with open(os.path.join(self.tmp, "sidecar.log"), "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stats(self):
+        """The sidecar's /stats counters, or {} while it does not answer."""
+        status, _, body = self.get_sidecar("/stats")
+        return json.loads(body) if status == 200 else {}
+
+    def peak_rss(self):
+        """The sidecar process's peak resident set (VmHWM), in bytes."""
+        with open(f"/proc/{self.sidecar.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        return 0
 
     def host(self):
         return f"127.0.0.1:{self.envoy_port}"

@@ -32,7 +32,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, Stack, wait_for  # noqa: E402
+from harness import CHROME, ROOT, Checks, Stack, wait_for  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, ".tools", "py"))
 try:
@@ -40,8 +40,6 @@ try:
 except ImportError:
     sys.exit("hostile_e2e: Pillow missing: run scripts/setup.sh (installs it into .tools/py)")
 
-CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-          "Chrome/131.0.0.0 Safari/537.36")
 # WebP, desktop, 1x: the full-size WebP slot (desktop_width 0 keeps the source width).
 WEBP_DESKTOP = {"Accept": "image/webp,image/apng,image/*,*/*;q=0.8", "User-Agent": CHROME}
 MEAN_TOL = 8      # levels per channel between the variant's mean colour and the expected one
@@ -59,19 +57,7 @@ ALPHA_TOL = 10
 # the iCCP bomb alone reached 533 MB and the GIF frame bomb 4.2 GB).
 RSS_LIMIT_MIB = 256
 
-passed = 0
-failures = []
-
-
-def check(cond, what):
-    global passed
-    if cond:
-        passed += 1
-        print(f"  ok    {what}")
-    else:
-        failures.append(what)
-        print(f"  FAIL  {what}")
-    return cond
+check = Checks("hostile_e2e")
 
 
 def sha(b):
@@ -80,19 +66,6 @@ def sha(b):
 
 def debug(headers):
     return headers.get("x-rendition", "")
-
-
-def stats(s):
-    status, _, body = s.get_sidecar("/stats")
-    return json.loads(body) if status == 200 else {}
-
-
-def vm_hwm_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
 
 
 def main():
@@ -118,9 +91,9 @@ def main():
             stack.origin.files["/hostile/" + e["name"]] = (os.path.join(corpus, e["name"]), e["content_type"])
         rows = run(stack, corpus, manifest)
     except Exception as e:  # a crash of the test is a failure with the logs
-        failures.append(f"exception: {e!r}")
+        check.fail(f"exception: {e!r}")
     finally:
-        if failures:
+        if check.failures:
             print(stack.logs())
         stack.stop()
         if os.environ.get("RENDITION_E2E_KEEP") != "1":
@@ -130,10 +103,7 @@ def main():
         for r in rows:
             print("  %-34s %-9s %-44s %s" % r)
     print(f"hostile_e2e: {time.time() - started:.1f} s")
-    print(f"hostile_e2e: {passed} passed, {len(failures)} failed")
-    for f in failures:
-        print(f"  failed: {f}")
-    sys.exit(1 if failures else 0)
+    sys.exit(check.summary())
 
 
 def run(s, corpus, manifest):
@@ -155,10 +125,10 @@ def run(s, corpus, manifest):
     notified = sum(e["expect"] != "bypassed" for e in manifest)
     done = lambda st: st.get("images_processed", 0) + st.get("images_refused", 0) + st.get("fetch_errors", 0)  # noqa: E731
     try:
-        wait_for(lambda: done(stats(s)) >= notified, 60, f"{notified} sources processed")
+        wait_for(lambda: done(s.stats()) >= notified, 60, f"{notified} sources processed")
     except TimeoutError:
         pass
-    st = stats(s)
+    st = s.stats()
     check(done(st) == notified and st.get("fetch_errors") == 0,
           f"{notified} notified sources processed: {st.get('images_processed')} optimized, "
           f"{st.get('images_refused')} refused, {st.get('fetch_errors')} fetch errors")
@@ -204,8 +174,8 @@ def run(s, corpus, manifest):
     print("4. the sidecar survived, within its memory bound")
     check(s.sidecar.poll() is None and s.sidecar.pid == pid, f"the sidecar is the same process (pid {pid})")
     check(s.get_sidecar("/healthz")[0] == 200, "/healthz 200")
-    hwm = vm_hwm_kib(pid)
-    check(0 < hwm < RSS_LIMIT_MIB * 1024, f"peak RSS (VmHWM) {hwm / 1024:.0f} MiB < {RSS_LIMIT_MIB} MiB")
+    hwm = s.peak_rss() >> 20
+    check(0 < hwm < RSS_LIMIT_MIB, f"peak RSS (VmHWM) {hwm} MiB < {RSS_LIMIT_MIB} MiB")
     panics = [msg for _, msg, _ in sidecar_log(s) if "panicked" in msg]
     check(not panics, f"no panic in the sidecar log ({panics[:1]})")
     return rows
@@ -260,8 +230,7 @@ def fmt_rgb(c):
 def sidecar_log(s):
     """The sidecar's log as (level, message, key) events: ANSI colours removed, continuation
     lines joined to their event, the `key=` field split off (empty when absent)."""
-    with open(os.path.join(s.tmp, "sidecar.log"), "rb") as f:
-        text = re.sub(r"\x1b\[[0-9;]*m", "", f.read().decode("utf-8", "replace"))
+    text = re.sub(r"\x1b\[[0-9;]*m", "", s.sidecar_log())
     events = []
     for line in text.splitlines():
         m = re.match(r"^\d{4}-\d\d-\d\dT\S+\s+([A-Z]+)\s+(.*)$", line)

@@ -15,7 +15,6 @@
 Throughput figures are printed, never asserted (the machine is shared and noisy).
 """
 
-import json
 import os
 import re
 import subprocess
@@ -25,11 +24,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, STORM, Stack, wait_for  # noqa: E402
+from harness import AVIF_DESKTOP as ACCEPT, ROOT, STORM, Checks, Stack, wait_for  # noqa: E402
 
-ACCEPT = {"Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
-          "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-                        "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
 ENVOY = os.path.join(ROOT, ".tools/bin/envoy")
 SECONDS = int(os.environ.get("RENDITION_LOAD_SECONDS", "60"))
 URLS = int(os.environ.get("RENDITION_STORM_URLS", "5000"))
@@ -38,35 +34,11 @@ RSS_LIMIT = 1 << 30
 # (1,024) plus queue.workers (one per core) being processed.
 QUEUE_BOUND = 1024 + (os.cpu_count() or 1)
 
-passed = 0
-failures = []
-
-
-def check(cond, what):
-    global passed
-    if cond:
-        passed += 1
-        print(f"  ok   {what}")
-    else:
-        failures.append(what)
-        print(f"  FAIL {what}")
-
-
-def sidecar_stats(stack):
-    status, _, body = stack.get_sidecar("/stats")
-    return json.loads(body) if status == 200 else {}
+check = Checks("load_e2e")
 
 
 def filter_stat(stack, name):
     return stack.stat(f"wasmcustom.rendition.{name}") or 0
-
-
-def peak_rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def hit_load(rendition):
@@ -75,7 +47,7 @@ def hit_load(rendition):
     try:
         url = "/img/rocket.jpg"
         stack.get(url, ACCEPT)
-        wait_for(lambda: stack.get(url, ACCEPT)[1].get("x-rendition", "").startswith("hit"), 120, "a hit")
+        wait_for(lambda: stack.is_hit(url), 120, "a hit")
         hits0 = filter_stat(stack, "hits")
         failovers0 = filter_stat(stack, "hit_failovers")
         args = ["wrk", "-t2", "-c16", f"-d{SECONDS}s", "--latency", "--timeout", "10s"]
@@ -97,9 +69,9 @@ def hit_load(rendition):
               f"{'' if sock is None else ', socket errors: ' + sock.group(1)}{', non-2xx: ' + str(non2xx) if non2xx else ''}")
         check(hits >= total and failovers == 0,
               f"every one a hit served by the sidecar ({hits} hits counted, {failovers} failovers)")
-        check(stack.sidecar.poll() is None, f"sidecar peak RSS {peak_rss(stack.sidecar.pid) >> 20} MiB")
+        check(stack.sidecar.poll() is None, f"sidecar peak RSS {stack.peak_rss() >> 20} MiB")
     except Exception as e:  # noqa: BLE001
-        failures.append(f"hit load: {type(e).__name__}: {e}")
+        check.fail(f"hit load: {type(e).__name__}: {e}")
         print(stack.logs())
     finally:
         stack.stop()
@@ -113,7 +85,7 @@ def miss_storm(rendition):
 
     def watch():
         while not watching.is_set():
-            depth["max"] = max(depth["max"], sidecar_stats(stack).get("queue_depth", 0))
+            depth["max"] = max(depth["max"], stack.stats().get("queue_depth", 0))
             time.sleep(0.05)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -134,7 +106,7 @@ def miss_storm(rendition):
         time.sleep(0.2)
         sent, dropped = filter_stat(stack, "notifies_sent"), filter_stat(stack, "notifies_dropped")
         failed = filter_stat(stack, "notifies_failed")
-        s = sidecar_stats(stack)
+        s = stack.stats()
         print(f"       filter: {sent} notifies sent, {dropped} dropped (per-worker queue full), {failed} failed; "
               f"sidecar: {s.get('notifications_received')} received, {s.get('queue_dropped')} dropped (429)")
         check(sent + dropped >= URLS, f"every miss notified or counted as dropped ({sent} + {dropped})")
@@ -151,18 +123,18 @@ def miss_storm(rendition):
             remaining = [u for u, (_, x, _) in zip(remaining, again) if not x.startswith("hit")]
             if remaining:
                 time.sleep(2)
-        s = sidecar_stats(stack)
+        s = stack.stats()
         check(not remaining, f"every URL's variant produced and served within {time.time() - t:.0f} s "
                              f"({URLS - len(remaining)}/{URLS} hits; sidecar processed {s.get('images_processed')})")
         watching.set()
         watcher.join(2)
         check(depth["max"] <= QUEUE_BOUND, f"the sidecar's queue stayed bounded (max depth {depth['max']}: "
                                           f"queued + running, bound {QUEUE_BOUND})")
-        rss = peak_rss(stack.sidecar.pid)
+        rss = stack.peak_rss()
         check(stack.sidecar.poll() is None and rss < RSS_LIMIT,
               f"the sidecar stayed up, peak RSS {rss >> 20} MiB (limit {RSS_LIMIT >> 20} MiB)")
     except Exception as e:  # noqa: BLE001
-        failures.append(f"miss storm: {type(e).__name__}: {e}")
+        check.fail(f"miss storm: {type(e).__name__}: {e}")
         print(stack.logs())
     finally:
         watching.set()
@@ -176,10 +148,7 @@ def main():
         hit_load(rendition)
     if "storm" in only:
         miss_storm(rendition)
-    print(f"load_e2e: {passed} passed, {len(failures)} failed")
-    for f in failures:
-        print(f"  - {f}")
-    return 1 if failures else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

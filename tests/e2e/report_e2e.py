@@ -24,27 +24,13 @@ import tempfile
 import zlib
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, Stack, wait_for  # noqa: E402
+from harness import AVIF_DESKTOP as DESKTOP, ROOT, Checks, Stack, wait_for  # noqa: E402
 
 IMAGES = ["/img/garden.jpg", "/img/rocket.jpg", "/img/coffee.png", "/img/logo.png",
           "/img/screenshot.png", "/img/pan.gif"]
-DESKTOP = {"Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
-           "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-                         "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
 WINDOW = (1400, 1800)
 
-passed = 0
-failures = []
-
-
-def check(cond, what):
-    global passed
-    if cond:
-        passed += 1
-        print(f"  ok   {what}")
-    else:
-        failures.append(what)
-        print(f"  FAIL {what}")
+check = Checks("report_e2e")
 
 
 def chromium(*args):
@@ -124,8 +110,7 @@ def main():
                   f"{img}: first request answered from the origin ({status})")
 
         def processed():
-            import json
-            s = json.loads(stack.get_sidecar("/stats")[2])
+            s = stack.stats()
             return s["images_processed"] + s.get("images_refused", 0) >= len(IMAGES) \
                 and s["queue_depth"] == 0
         wait_for(processed, 300, "the sidecar to process the demo images")
@@ -176,14 +161,11 @@ def main():
         else:
             check(False, f"screenshot written ({out.stderr.decode()[-400:]})")
     except Exception as e:  # noqa: BLE001 (any error is a failure with the logs)
-        failures.append(f"{type(e).__name__}: {e}")
+        check.fail(f"{type(e).__name__}: {e}")
         print(stack.logs())
     finally:
         stack.stop()
-    print(f"report_e2e: {passed} passed, {len(failures)} failed")
-    for f in failures:
-        print(f"  - {f}")
-    return 1 if failures else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

@@ -55,29 +55,15 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, SITE, Stack, dimensions, free_port, wait_for  # noqa: E402
+from harness import AVIF_DESKTOP, CHROME, ROOT, SITE, Checks, Stack, dimensions, free_port, wait_for  # noqa: E402
 
-CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-          "Chrome/131.0.0.0 Safari/537.36")
-AVIF_DESKTOP = {"Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8", "User-Agent": CHROME}
 JPEG_ONLY = {"Accept": "image/jpeg", "User-Agent": CHROME}
 TOKEN = "security-e2e-token-0123456789abcdef"
 PUBLIC = {"Cache-Control": "public, max-age=600"}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
-passed = 0
-failures = []
+check = Checks("security_e2e")
 started = time.time()
-
-
-def check(cond, what):
-    global passed
-    if cond:
-        passed += 1
-        print(f"  ok    {what}", flush=True)
-    else:
-        failures.append(what)
-        print(f"  FAIL  {what}", flush=True)
 
 
 def info(what):
@@ -339,21 +325,18 @@ def main():
     except Exception as e:  # a crash of the test is a failure with the logs
         import traceback
         traceback.print_exc()
-        failures.append(f"exception: {e!r}")
+        check.fail(f"exception: {e!r}")
     finally:
-        if failures:
+        if check.failures:
             print(t.s.logs())
         t.stop()
     section("stopped")
-    print(f"security_e2e: {passed} passed, {len(failures)} failed, {time.time() - started:.1f}s")
-    for f in failures:
-        print(f"  failed: {f}")
-    sys.exit(1 if failures else 0)
+    sys.exit(check.summary(f", {time.time() - started:.1f}s"))
 
 
 def run(t):
     s = t.s
-    a_key, b_key = key_of("a.test", "/img/same.jpg"), key_of("b.test", "/img/same.jpg")
+    a_key = key_of("a.test", "/img/same.jpg")
     # Start generation for both hosts now; the other checks run while the sidecar works.
     status_a, ha, body_a = t.envoy("/img/same.jpg", AVIF_DESKTOP, host="a.test")
     status_b, hb, body_b = t.envoy("/img/same.jpg", AVIF_DESKTOP, host="b.test")
@@ -564,7 +547,6 @@ def run(t):
     info("`x-rendition` (no suffix) is not in the internal namespace: it reaches the origin, routes nothing")
 
     section("6. credentials and private responses")
-    hits = t.filter_stat("hits")
     status, h, body = t.envoy("/img/same.jpg", dict(AVIF_DESKTOP, Authorization="Bearer abc"), host="a.test")
     check(status == 200 and body == ROCKET and debug(h).startswith("bypass") and "reason=authorization" in debug(h),
           f"Authorization on an optimized URL: the original, no stored variant ({debug(h)})")
