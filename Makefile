@@ -73,6 +73,7 @@ test-e2e: test-host wasm
 	python3 tests/e2e/envoy_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/e2e/report_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/e2e/hostile_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
+	python3 tests/e2e/security_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/deploy/check_manifests.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/e2e/faults_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	RENDITION_LOAD_SECONDS=20 RENDITION_STORM_URLS=1000 python3 tests/e2e/load_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
