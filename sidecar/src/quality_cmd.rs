@@ -11,9 +11,10 @@
 
 use clap::Args;
 use rendition_shared::curve::{quality_for, value_at, Point};
-use rendition_sidecar::encode::{avif, jpeg, webp, Codec, EncodeHints, Encoded};
+use rendition_sidecar::encode::{avif, Codec, EncodeHints};
 use rendition_sidecar::pipeline::{self, resize, sniff::SourceFormat, Rgba};
 use rendition_sidecar::quality::features::{OutputFeatures, FEATURE_NAMES};
+use rendition_sidecar::quality::probe::{encode_lossy as encode, Probe};
 use rendition_sidecar::quality::verify::{self, Band, Reference};
 use rendition_sidecar::quality::{CodecDials, LearnedQuality, QualityPolicy};
 use serde::{Deserialize, Serialize};
@@ -23,8 +24,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Encoder qualities of the sweep: dense where the targets land.
-pub const GRID: [u8; 10] = [15, 25, 35, 45, 55, 65, 75, 85, 95, 100];
+/// Encoder qualities of the sweep, every 5: between grid points the label is a linear
+/// interpolation, and coarser steps put interpolation error into the labels.
+pub const GRID: [u8; 18] = [
+    15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100,
+];
 const CODECS: [Codec; 3] = [Codec::Webp, Codec::Avif, Codec::Jpeg];
 
 #[derive(Args)]
@@ -41,6 +45,10 @@ pub struct LabelArgs {
     /// Parallel images.
     #[arg(long, default_value_t = 2)]
     jobs: usize,
+    /// Reuse the quality sweeps of an earlier label file (same images, widths and grid) and
+    /// recompute only the features: a feature change then costs minutes, not a full sweep.
+    #[arg(long)]
+    sweeps_from: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -178,27 +186,6 @@ fn hints(p: &pipeline::Prepared) -> EncodeHints {
     }
 }
 
-/// The lossy encode the pipeline would make (WebP never picks lossless here: the model
-/// predicts lossy quality).
-fn encode(
-    codec: Codec,
-    img: &Rgba,
-    q: u8,
-    h: EncodeHints,
-    av: &dyn avif::AvifEncoder,
-) -> Result<Encoded, String> {
-    let lossy_hints = EncodeHints {
-        class: pipeline::classify::ContentClass::Photo,
-        ..h
-    };
-    match codec {
-        Codec::Webp => webp::encode(img, q, if h.is_graphic() { lossy_hints } else { h }),
-        Codec::Avif => av.encode(img, q, h),
-        Codec::Jpeg => jpeg::encode(img, q, h),
-        _ => Err("not lossy".into()),
-    }
-}
-
 /// (width, height) outputs of a source for `widths`, never upscaled, deduplicated.
 fn outputs(img: &Rgba, widths: &[u32]) -> Vec<(u32, u32)> {
     let mut out: Vec<(u32, u32)> = Vec::new();
@@ -242,6 +229,15 @@ pub fn label(args: &LabelArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let earlier: SweepsByOutput = args
+        .sweeps_from
+        .as_deref()
+        .map(read_labels)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.sweep.iter().map(|p| p.0).eq(GRID))
+        .map(|l| ((l.image, l.codec, l.width), l.sweep))
+        .collect();
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -260,17 +256,28 @@ pub fn label(args: &LabelArgs) -> ExitCode {
                             let Ok(reference) = Reference::new(&px) else {
                                 continue;
                             };
+                            let Ok(probe) = Probe::new(&px) else {
+                                continue;
+                            };
                             let f = OutputFeatures::of(&px, src.format, src.jpeg_quality);
                             for codec in codecs_for(src.format) {
-                                let sweep: Vec<(u8, f64, usize)> = GRID
-                                    .iter()
-                                    .filter_map(|&q| {
-                                        let e =
-                                            encode(codec, &px, q, hints(&src), av.as_ref()).ok()?;
-                                        let s = verify::score_encoded(&reference, &e).ok()?;
-                                        Some((q, s, e.bytes.len()))
-                                    })
-                                    .collect();
+                                let Ok(probed) = probe.scores(codec, hints(&src)) else {
+                                    continue;
+                                };
+                                let f = f.with_probe(probed);
+                                let reused = earlier
+                                    .get(&(name.clone(), codec.name().to_owned(), w))
+                                    .cloned();
+                                let sweep: Vec<(u8, f64, usize)> = reused.unwrap_or_else(|| {
+                                    GRID.iter()
+                                        .filter_map(|&q| {
+                                            let e = encode(codec, &px, q, hints(&src), av.as_ref())
+                                                .ok()?;
+                                            let s = verify::score_encoded(&reference, &e).ok()?;
+                                            Some((q, s, e.bytes.len()))
+                                        })
+                                        .collect()
+                                });
                                 let label = Label {
                                     split: split_of(&name).into(),
                                     image: name.clone(),
@@ -300,6 +307,24 @@ pub fn label(args: &LabelArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Quality sweeps by (image, codec, output width), as `--sweeps-from` reuses them.
+type SweepsByOutput = std::collections::HashMap<(String, String, u32), Vec<Point>>;
+
+/// The labels of a `rendition label` file (unreadable lines skipped; a missing file is none).
+fn read_labels(path: &std::path::Path) -> Vec<Label> {
+    match std::fs::File::open(path) {
+        Ok(f) => std::io::BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect(),
+        Err(e) => {
+            eprintln!("labels: {}: {e}", path.display());
+            Vec::new()
+        }
+    }
+}
+
 fn bytes(p: &Point) -> f64 {
     p.2 as f64
 }
@@ -308,6 +333,11 @@ fn bytes(p: &Point) -> f64 {
 struct Tally {
     n: usize,
     first_in_band: usize,
+    /// First attempt kept as is: in the band, or over it at the format's floor (the search
+    /// cannot go lower, so it stops after one encode).
+    first_final: usize,
+    probe_secs: f64,
+    search_secs: f64,
     encodes: usize,
     abs_err: f64,
     at_or_above_lo: usize,
@@ -319,17 +349,11 @@ struct Tally {
 }
 
 pub fn eval(args: &EvalArgs) -> ExitCode {
-    let labels: Vec<Label> = match std::fs::File::open(&args.labels) {
-        Ok(f) => std::io::BufReader::new(f)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| serde_json::from_str(&l).ok())
-            .collect(),
-        Err(e) => {
-            eprintln!("eval: {}: {e}", args.labels.display());
-            return ExitCode::FAILURE;
-        }
-    };
+    let labels = read_labels(&args.labels);
+    if labels.is_empty() {
+        eprintln!("eval: {}: no labels", args.labels.display());
+        return ExitCode::FAILURE;
+    }
     let targets = [(70.0, false), (55.0, true)];
     // One global quality per format and target: the lowest that gets every training output
     // to the target (what a single knob per format would have to be set to).
@@ -377,23 +401,33 @@ pub fn eval(args: &EvalArgs) -> ExitCode {
                             let Ok(reference) = Reference::new(&px) else {
                                 continue;
                             };
-                            let f = OutputFeatures::of(&px, src.format, src.jpeg_quality);
                             let codec = match l.codec.as_str() {
                                 "webp" => Codec::Webp,
                                 "avif" => Codec::Avif,
                                 _ => Codec::Jpeg,
                             };
+                            let probe_started = std::time::Instant::now();
+                            let Ok(probed) =
+                                Probe::new(&px).and_then(|p| p.scores(codec, hints(&src)))
+                            else {
+                                continue;
+                            };
+                            let probe_time = probe_started.elapsed().as_secs_f64();
+                            let f = OutputFeatures::of(&px, src.format, src.jpeg_quality)
+                                .with_probe(probed);
                             for (t, save_data) in targets {
                                 let Some(oracle_q) = quality_for(&l.sweep, t) else {
                                     continue;
                                 };
                                 let band = Band::around(t);
                                 let first = learned.first_quality(codec, save_data, &f, t);
+                                let search_started = std::time::Instant::now();
                                 let Ok(v) = verify::search(band, codec, first, &reference, |q| {
                                     encode(codec, &px, q, hints(&src), av.as_ref())
                                 }) else {
                                     continue;
                                 };
+                                let search_time = search_started.elapsed().as_secs_f64();
                                 let dq = f64::from(dials.quality(codec, save_data));
                                 let g = global
                                     .get(&(l.codec.as_str(), t as u32))
@@ -403,6 +437,13 @@ pub fn eval(args: &EvalArgs) -> ExitCode {
                                 let e = tl.entry((l.codec.clone(), t as u32)).or_default();
                                 e.n += 1;
                                 e.first_in_band += usize::from(band.contains(v.first_score));
+                                e.first_final += usize::from(
+                                    band.contains(v.first_score)
+                                        || (v.first_score > band.hi
+                                            && v.first_quality <= verify::floor(codec)),
+                                );
+                                e.probe_secs += probe_time;
+                                e.search_secs += search_time;
                                 e.encodes += usize::from(v.attempts);
                                 e.abs_err += (f64::from(first) - oracle_q).abs();
                                 e.at_or_above_lo += usize::from(v.score >= band.lo);
@@ -429,44 +470,50 @@ pub fn eval(args: &EvalArgs) -> ExitCode {
         images.len(),
         FEATURE_NAMES.join(", ")
     ));
-    md.push_str("| format | target | n | first attempt in band | encodes per variant | MAE quality | score >= band low | bytes vs oracle | vs seed-004 dials (their share >= low) | vs one global quality |\n|---|---|---|---|---|---|---|---|---|---|\n");
-    for ((codec, t), e) in &tl {
+    md.push_str("| format | target | n | first attempt kept (in band, or over it at the floor) | first attempt in band | encodes per variant | probe time / search time | MAE quality | score >= band low | bytes vs oracle | vs seed-004 dials (their share >= low) | vs one global quality |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let row = |e: &Tally| {
         let n = e.n.max(1) as f64;
-        md.push_str(&format!(
-            "| {codec} | {t} | {} | {:.0}% | {:.2} | {:.1} | {:.1}% | {:.3}x | {:+.1}% ({:.0}%) | {:+.1}% |\n",
+        format!(
+            "{} | {:.0}% | {:.0}% | {:.2} | {:.2} | {:.1} | {:.1}% | {:.3}x | {:+.1}%",
             e.n,
+            100.0 * e.first_final as f64 / n,
             100.0 * e.first_in_band as f64 / n,
             e.encodes as f64 / n,
+            e.probe_secs / e.search_secs.max(1e-9),
             e.abs_err / n,
             100.0 * e.at_or_above_lo as f64 / n,
             e.ours / e.oracle.max(1.0),
             100.0 * (e.ours / e.dials.max(1.0) - 1.0),
-            100.0 * e.dials_at_or_above_lo as f64 / n,
+        )
+    };
+    for ((codec, t), e) in &tl {
+        md.push_str(&format!(
+            "| {codec} | {t} | {} ({:.0}%) | {:+.1}% |\n",
+            row(e),
+            100.0 * e.dials_at_or_above_lo as f64 / e.n.max(1) as f64,
             100.0 * (e.ours / e.global.max(1.0) - 1.0),
         ));
     }
     let all = tl.values().fold(Tally::default(), |mut a, e| {
         a.n += e.n;
         a.first_in_band += e.first_in_band;
+        a.first_final += e.first_final;
+        a.probe_secs += e.probe_secs;
+        a.search_secs += e.search_secs;
         a.encodes += e.encodes;
         a.abs_err += e.abs_err;
         a.at_or_above_lo += e.at_or_above_lo;
         a.ours += e.ours;
         a.oracle += e.oracle;
         a.dials += e.dials;
+        a.dials_at_or_above_lo += e.dials_at_or_above_lo;
         a.global += e.global;
         a
     });
-    let n = all.n.max(1) as f64;
     md.push_str(&format!(
-        "| **all** | | {} | {:.0}% | {:.2} | {:.1} | {:.1}% | {:.3}x | {:+.1}% | {:+.1}% |\n",
-        all.n,
-        100.0 * all.first_in_band as f64 / n,
-        all.encodes as f64 / n,
-        all.abs_err / n,
-        100.0 * all.at_or_above_lo as f64 / n,
-        all.ours / all.oracle.max(1.0),
-        100.0 * (all.ours / all.dials.max(1.0) - 1.0),
+        "| **all** | | {} ({:.0}%) | {:+.1}% |\n",
+        row(&all),
+        100.0 * all.dials_at_or_above_lo as f64 / all.n.max(1) as f64,
         100.0 * (all.ours / all.global.max(1.0) - 1.0),
     ));
     print!("{md}");

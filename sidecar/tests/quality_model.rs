@@ -4,10 +4,11 @@
 
 mod common;
 
-use rendition_sidecar::encode::Codec;
+use rendition_sidecar::encode::{Codec, EncodeHints};
 use rendition_sidecar::pipeline;
 use rendition_sidecar::quality::features::{OutputFeatures, N_FEATURES};
 use rendition_sidecar::quality::model::{self, Model};
+use rendition_sidecar::quality::probe::Probe;
 use rendition_sidecar::quality::{LearnedQuality, QualityPolicy};
 
 fn models() -> [(&'static str, &'static Model, bool); 3] {
@@ -60,7 +61,21 @@ fn predicted_quality_rises_with_the_target_on_a_real_photo() {
     let p = pipeline::prepare(&common::demo("rocket.jpg"), &Default::default()).unwrap();
     let f = OutputFeatures::of(&p.image, p.format, p.jpeg_quality);
     let policy = LearnedQuality::all();
+    let probe = Probe::new(&p.image).unwrap();
+    let hints = EncodeHints {
+        class: p.class,
+        grayscale: p.stats.grayscale,
+        opaque: !p.stats.has_alpha,
+    };
     for codec in [Codec::Webp, Codec::Avif, Codec::Jpeg] {
+        assert!(policy.wants_probe(codec));
+        let [lo, hi] = probe.scores(codec, hints).unwrap();
+        assert!(
+            lo < hi && lo > 0.0 && hi < 100.0,
+            "{}: the probe scores {lo:.1} at its low quality, {hi:.1} at its high one",
+            codec.name()
+        );
+        let f = f.with_probe([lo, hi]);
         let lo = policy.first_quality(codec, false, &f, 55.0);
         let hi = policy.first_quality(codec, false, &f, 85.0);
         assert!(hi > lo, "{}: q{lo} for 55, q{hi} for 85", codec.name());

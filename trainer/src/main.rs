@@ -70,7 +70,9 @@ fn main() -> ExitCode {
         }
     };
     let params = serde_json::json!({
-        "objective": "regression_l1",
+        // L2: in grouped 4-fold cross-validation on the training images it put more first
+        // encodes in the band than L1 (81.7% vs 79.2% with the probe features).
+        "objective": "regression",
         "num_iterations": if smoke { 20 } else { 100 },
         "learning_rate": 0.12,
         "num_leaves": 15,

@@ -47,6 +47,23 @@ pub fn encode(img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, St
     Ok(best)
 }
 
+/// Lossy at libwebp's fastest method (0), no sharp YUV: the quality model's probe, which only
+/// needs scores that rank images like the production settings do.
+pub fn encode_fastest(img: &Rgba, quality: u8) -> Result<Encoded, String> {
+    let mut c = WebPConfig::new().map_err(|()| "webp: config init failed".to_owned())?;
+    c.quality = f32::from(quality);
+    c.method = 0;
+    let bytes = Encoder::from_rgba(&img.data, img.width, img.height)
+        .encode_advanced(&c)
+        .map_err(|e| format!("webp: {e:?}"))?;
+    Ok(Encoded {
+        codec: Codec::Webp,
+        bytes: bytes.to_vec(),
+        quality,
+        lossless: false,
+    })
+}
+
 /// Lossless only (the fallback for screenshots whose lossy encodes stay under the band).
 pub fn encode_lossless(img: &Rgba, hints: EncodeHints) -> Result<Encoded, String> {
     let enc = Encoder::from_rgba(&img.data, img.width, img.height);

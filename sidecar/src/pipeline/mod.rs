@@ -26,7 +26,7 @@ pub mod sniff;
 pub mod vectorize;
 
 use crate::encode::{self, avif::AvifEncoder, Codec, EncodeHints, Encoded};
-use crate::quality::{features::OutputFeatures, verify, QualityPolicy};
+use crate::quality::{features::OutputFeatures, probe::Probe, verify, QualityPolicy};
 use classify::{ContentClass, ImageStats};
 use decode::Frame;
 use probe::Limits;
@@ -255,6 +255,9 @@ pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -
         let pixels = resized.as_ref().unwrap_or(&src.image);
         let features = (enc.verify.is_some() && enc.quality.wants_features())
             .then(|| OutputFeatures::of(pixels, src.format, src.jpeg_quality));
+        // The model's probe: one mosaic per size, scored once per format that asks for it.
+        let mut probe: Option<Result<Probe, String>> = None;
+        let mut probed: Vec<(Codec, Option<[f64; 2]>)> = Vec::new();
         for job in jobs.iter().filter(|j| (j.width, j.height) == (w, h)) {
             let codec = match codec_for(job.format, src.format, animated) {
                 Ok(c) => c,
@@ -268,7 +271,33 @@ pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -
             };
             let target = enc.verify.map(|t| t.for_slot(job.save_data));
             let quality = match (&features, target) {
-                (Some(f), Some(t)) => enc.quality.first_quality(codec, job.save_data, f, t),
+                (Some(f), Some(t)) if !enc.quality.wants_probe(codec) => {
+                    enc.quality.first_quality(codec, job.save_data, f, t)
+                }
+                (Some(f), Some(t)) if src.frames.is_none() => {
+                    let scores = match probed.iter().find(|(c, _)| *c == codec) {
+                        Some((_, scores)) => *scores,
+                        None => {
+                            let p = probe.get_or_insert_with(|| Probe::new(pixels));
+                            let scores = p
+                                .as_ref()
+                                .map_err(Clone::clone)
+                                .and_then(|p| p.scores(codec, hints))
+                                .map_err(|e| tracing::debug!("probe {}: {e}", codec.name()))
+                                .ok();
+                            probed.push((codec, scores));
+                            scores
+                        }
+                    };
+                    // A failed probe leaves the codec dials; verification still runs.
+                    match scores {
+                        Some(sc) => {
+                            enc.quality
+                                .first_quality(codec, job.save_data, &f.with_probe(sc), t)
+                        }
+                        None => enc.quality.quality(codec, job.save_data),
+                    }
+                }
                 _ => enc.quality.quality(codec, job.save_data),
             };
             // Same codec, size and quality (or target) as an earlier job: same bytes, store once.

@@ -1,6 +1,7 @@
 //! What the quality model sees of one output: cheap statistics of the resized pixels (the same
 //! sample-grid pass the classifier uses), the output size, the source's format and estimated
-//! JPEG quality, and the score target. Computed once per output size, in microseconds.
+//! JPEG quality, computed once per output size in microseconds; then per format the two probe
+//! scores ([`super::probe`]), and the score target.
 //!
 //! The order is the model's input layout: `FEATURE_NAMES[i]` is column `i` of the training
 //! data (`rendition label`) and of every prediction. Changing it means retraining (`make train`).
@@ -9,7 +10,7 @@ use crate::pipeline::classify::{self, ContentClass, ImageStats};
 use crate::pipeline::sniff::SourceFormat;
 use crate::pipeline::Rgba;
 
-pub const FEATURE_NAMES: [&str; 15] = [
+pub const FEATURE_NAMES: [&str; 17] = [
     "width",
     "height",
     "log2_pixels",
@@ -24,6 +25,8 @@ pub const FEATURE_NAMES: [&str; 15] = [
     "class",
     "source_format",
     "source_jpeg_quality",
+    "probe_score_lo",
+    "probe_score_hi",
     "target",
 ];
 pub const N_FEATURES: usize = FEATURE_NAMES.len();
@@ -84,7 +87,17 @@ impl OutputFeatures {
             },
             f64::from(source_jpeg_quality.unwrap_or(0)),
             0.0,
+            0.0,
+            0.0,
         ];
+        OutputFeatures { values }
+    }
+
+    /// With the format's probe scores ([`super::probe`]): the model of a format reads its own.
+    pub fn with_probe(&self, scores: [f64; 2]) -> OutputFeatures {
+        let mut values = self.values;
+        values[N_FEATURES - 3] = scores[0];
+        values[N_FEATURES - 2] = scores[1];
         OutputFeatures { values }
     }
 

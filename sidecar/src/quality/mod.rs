@@ -4,6 +4,7 @@
 
 pub mod features;
 pub mod model;
+pub mod probe;
 pub mod verify;
 
 use crate::encode::Codec;
@@ -27,6 +28,11 @@ pub trait QualityPolicy: Send + Sync {
     }
     /// Whether [`Self::first_quality`] reads the features (they cost a pass over the pixels).
     fn wants_features(&self) -> bool {
+        false
+    }
+    /// Whether [`Self::first_quality`] for `codec` reads the probe scores (they cost two small
+    /// encodes, [`probe`]).
+    fn wants_probe(&self, _codec: Codec) -> bool {
         false
     }
 }
@@ -93,6 +99,10 @@ impl QualityPolicy for LearnedQuality {
 
     fn wants_features(&self) -> bool {
         self.webp || self.avif || self.jpeg
+    }
+
+    fn wants_probe(&self, codec: Codec) -> bool {
+        self.model(codec).is_some()
     }
 }
 
