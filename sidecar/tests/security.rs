@@ -19,10 +19,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use rendition_shared::SourceKey;
 use rendition_sidecar::config::{Config, OriginsConfig};
-use rendition_sidecar::encode::avif;
 use rendition_sidecar::origin::{FetchError, Origins};
-use rendition_sidecar::quality::CodecDials;
-use rendition_sidecar::store::Store;
 use rendition_sidecar::{server, worker};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,46 +27,24 @@ use std::sync::Arc;
 
 const TOKEN: &str = "0123456789abcdef-security-test";
 
-/// A worker on a fresh store; its queue is never drained unless `run` is set.
+/// A worker on a fresh store; its queue is never drained unless `run` is set. Its default
+/// origin is never contacted unless `run` is set (port 9 is discard).
 fn worker(name: &str, tweak: impl FnOnce(&mut Config), run: bool) -> Arc<worker::Worker> {
-    let dir = std::env::temp_dir().join(format!(
-        "rendition-security-test-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut config = Config {
-        data_dir: dir.clone(),
-        ..Config::default()
-    };
-    // Never contacted by these tests unless `run` is set (port 9 is discard).
-    config.origins.default = Some("http://127.0.0.1:9".to_owned());
-    tweak(&mut config);
-    config.validate().unwrap();
-    let store = Arc::new(Store::open(&dir, config.cache_size_bytes).unwrap());
-    let (w, rx) = worker::Worker::new(
-        config,
-        store,
-        Box::new(CodecDials::default()),
-        avif::default_encoder(),
+    let name = format!("security-{name}");
+    common::worker(
+        &name,
+        |config| {
+            config.origins.default = Some("http://127.0.0.1:9".to_owned());
+            tweak(config);
+        },
+        run,
     )
-    .unwrap();
-    if run {
-        worker::run_workers(Arc::clone(&w), rx);
-    } else {
-        // Keep the receiver alive (a closed queue would refuse every job): leak it.
-        std::mem::forget(rx);
-    }
-    w
 }
 
 /// Serves the router on 127.0.0.1:0, with every request claiming to come from `peer` (the
 /// extension `into_make_service_with_connect_info` sets in production).
 async fn serve_as(w: &Arc<worker::Worker>, peer: SocketAddr) -> SocketAddr {
-    let app = server::app(Arc::clone(w)).layer(Extension(ConnectInfo(peer)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    common::serve(server::app(Arc::clone(w)).layer(Extension(ConnectInfo(peer)))).await
 }
 
 async fn admin_statuses(
@@ -234,9 +209,7 @@ async fn redirecting_origin() -> (SocketAddr, SocketAddr, Arc<AtomicUsize>) {
             common::demo("rocket.jpg")
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let trap_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, trap).await.unwrap() });
+    let trap_addr = common::serve(trap).await;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

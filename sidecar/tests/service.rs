@@ -10,9 +10,6 @@ use axum::routing::get;
 use axum::Router;
 use rendition_shared::{CapabilityMask, FeedPage, IndexEntry, SourceKey};
 use rendition_sidecar::config::Config;
-use rendition_sidecar::encode::avif;
-use rendition_sidecar::quality::CodecDials;
-use rendition_sidecar::store::Store;
 use rendition_sidecar::{server, worker};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -71,10 +68,7 @@ async fn origin(hosts_seen: Arc<Mutex<Vec<String>>>) -> SocketAddr {
             "/img/missing.jpg",
             get(|| async { StatusCode::NOT_FOUND.into_response() }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    common::serve(app).await
 }
 
 struct Sidecar {
@@ -84,28 +78,15 @@ struct Sidecar {
 }
 
 async fn sidecar(origin: SocketAddr, tweak: impl FnOnce(&mut Config)) -> Sidecar {
-    let dir = std::env::temp_dir().join(format!(
-        "rendition-service-test-{}-{}",
-        std::process::id(),
-        origin.port()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut config = Config {
-        data_dir: dir.clone(),
-        ..Config::default()
-    };
-    config.origins.default = Some(format!("http://{origin}"));
-    tweak(&mut config);
-    config.validate().unwrap();
-    let store = Arc::new(Store::open(&dir, config.cache_size_bytes).unwrap());
-    let (w, rx) = worker::Worker::new(
-        config,
-        store,
-        Box::new(CodecDials::default()),
-        avif::default_encoder(),
-    )
-    .unwrap();
-    worker::run_workers(Arc::clone(&w), rx);
+    let name = format!("service-{}", origin.port());
+    let w = common::worker(
+        &name,
+        |config| {
+            config.origins.default = Some(format!("http://{origin}"));
+            tweak(config);
+        },
+        true,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(server::serve(Arc::clone(&w), listener));
