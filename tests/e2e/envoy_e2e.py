@@ -22,7 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import AVIF_DESKTOP, CHROME, ROOT, SITE, Checks, Stack, dimensions, wait_for  # noqa: E402
+from harness import AVIF_DESKTOP, CHROME, SITE, Checks, Stack, binaries, dimensions, guarded, wait_for  # noqa: E402
 
 ANDROID = ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/80.0.3987.99 Mobile Safari/537.36")
@@ -43,21 +43,10 @@ def debug(headers):
 
 
 def main():
-    rendition = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "rendition")
-    envoy = os.path.join(ROOT, ".tools", "bin", "envoy")
-    for f in (rendition, envoy, os.path.join(ROOT, "dist", "rendition_filter.wasm")):
-        if not os.path.exists(f):
-            sys.exit(f"envoy_e2e: {f} missing (make build / scripts/setup.sh)")
-    stack = Stack(rendition, envoy)
-    try:
+    stack = Stack(*binaries("envoy_e2e"))
+    with guarded(check, stack, "envoy_e2e"):
         stack.start()
         run(stack)
-    except Exception as e:  # a crash of the test is a failure with the logs
-        check.fail(f"exception: {e!r}")
-    finally:
-        if check.failures:
-            print(stack.logs())
-        stack.stop()
     sys.exit(check.summary())
 
 

@@ -27,7 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import AVIF_DESKTOP as ACCEPT, ROOT, SITE, Checks, Stack, dimensions, wait_for  # noqa: E402
+from harness import AVIF_DESKTOP as ACCEPT, ROOT, SITE, Checks, Stack, dimensions, guarded, wait_for  # noqa: E402
 
 IMAGES = ["garden.jpg", "rocket.jpg", "coffee.png", "logo.png", "screenshot.png"]
 ENVOY = os.path.join(ROOT, ".tools/bin/envoy")
@@ -117,7 +117,7 @@ def sigkill_during_writes(rendition):
     print("faults: SIGKILL during writes, 20 times")
     stack = Stack(rendition, ENVOY).start()
     rng = random.Random(7)
-    try:
+    with guarded(check, stack, "sigkill"):
         # Stored variants to hit while the sidecar dies: one page, optimized first.
         base = [(f"/img/{n}", n) for n in IMAGES]
         for url, _ in base:
@@ -170,17 +170,12 @@ def sigkill_during_writes(rendition):
         log = stack.sidecar_log()
         check("panicked" not in log and log.count("rendition sidecar ready") == 21,
               f"21 starts on the same store, no panic ({log.count('rendition sidecar ready')} ready lines)")
-    except Exception as e:  # noqa: BLE001
-        check.fail(f"sigkill: {type(e).__name__}: {e}")
-        print(stack.logs())
-    finally:
-        stack.stop()
 
 
 def sigstop(rendition):
     print("faults: SIGSTOP, the sidecar hung")
     stack = Stack(rendition, ENVOY).start()
-    try:
+    with guarded(check, stack, "sigstop"):
         url = "/img/rocket.jpg"
         stack.get(url, ACCEPT)
         wait_for(lambda: stack.is_hit(url), 120, "a hit")
@@ -198,11 +193,6 @@ def sigstop(rendition):
         wait_for(lambda: stack.is_hit(url)
                  and stack.stat("cluster.sidecar.upstream_rq_total") > sent, 30, "hits after SIGCONT")
         check(True, "resumed: hits served by the sidecar again")
-    except Exception as e:  # noqa: BLE001
-        check.fail(f"sigstop: {type(e).__name__}: {e}")
-        print(stack.logs())
-    finally:
-        stack.stop()
 
 
 def disk_full(rendition):
@@ -216,7 +206,7 @@ def disk_full(rendition):
         return
     stack = probe
     stack.data_dir = os.path.join(mnt, "data")
-    try:
+    with guarded(check, stack, "disk full"):
         stack.start()
         first = "/img/rocket.jpg"
         stack.get(first, ACCEPT)
@@ -240,12 +230,7 @@ def disk_full(rendition):
         check(status == 200 and body == ORIGINALS["logo.png"], "a new image: the original, at once")
         log = stack.sidecar_log()
         check("No space left" in log or "space" in log.lower(), "the reason is logged (no space left on device)")
-    except Exception as e:  # noqa: BLE001
-        check.fail(f"disk full: {type(e).__name__}: {e}")
-        print(stack.logs())
-    finally:
-        stack.stop()
-        subprocess.run(["umount", "-l", mnt], check=False)
+    subprocess.run(["umount", "-l", mnt], check=False)  # after the stack has stopped
 
 
 def bad_origins(rendition):
@@ -255,7 +240,7 @@ def bad_origins(rendition):
     with open(config, "w") as f:
         f.write("[origins]\ntimeout_ms = 1000\n")
     stack = Stack(rendition, ENVOY, sidecar_args=["--config", config]).start()
-    try:
+    with guarded(check, stack, "bad origins"):
         stack.origin.slow_seconds = 2.0
         status, _, body = stack.get("/slow/rocket.jpg", ACCEPT)
         check(status == 200 and body == ORIGINALS["rocket.jpg"], "slow origin: the client gets the original")
@@ -276,11 +261,6 @@ def bad_origins(rendition):
               f"  and again: the original, the sidecar up ({headers.get('x-rendition')})")
         log = stack.sidecar_log()
         check("timed out" in log and "503" in log, "both reasons are logged (timed out, answered 503)")
-    except Exception as e:  # noqa: BLE001
-        check.fail(f"bad origins: {type(e).__name__}: {e}")
-        print(stack.logs())
-    finally:
-        stack.stop()
 
 
 def main():

@@ -5,7 +5,9 @@ examples/site plus a few special paths), the real `rendition` sidecar binary and
 Only the standard library: the tests run on a fresh machine with nothing but python3.
 """
 
+import contextlib
 import hashlib
+import traceback
 import http.client
 import http.server
 import json
@@ -60,6 +62,36 @@ class Checks:
         for f in self.failures:
             print(f"  failed: {f}")
         return 1 if self.failures else 0
+
+
+def binaries(script):
+    """The sidecar binary (argv[1], else the debug build) and Envoy, for `script`; exits naming
+    whatever is missing, the built filter included."""
+    rendition = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "rendition")
+    envoy = os.path.join(ROOT, ".tools", "bin", "envoy")
+    for f in (rendition, envoy, os.path.join(ROOT, "dist", "rendition_filter.wasm")):
+        if not os.path.exists(f):
+            sys.exit(f"{script}: {f} missing (make build / scripts/setup.sh)")
+    return rendition, envoy
+
+
+@contextlib.contextmanager
+def guarded(check, stack, what, before_stop=None):
+    """A test body run on `stack`: an exception in it is a failed check (with its traceback),
+    any failure in it prints the stack's logs, and the stack is stopped whatever happens
+    (`before_stop` first, e.g. to end a thread that polls it)."""
+    failures = len(check.failures)
+    try:
+        yield stack
+    except Exception as e:  # noqa: BLE001 (a crash of the test is a failure, with the logs)
+        traceback.print_exc()
+        check.fail(f"{what}: {type(e).__name__}: {e}")
+    finally:
+        if len(check.failures) > failures:
+            print(stack.logs())
+        if before_stop:
+            before_stop()
+        stack.stop()
 
 
 def free_port():

@@ -32,7 +32,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import CHROME, ROOT, Checks, Stack, wait_for  # noqa: E402
+from harness import CHROME, ROOT, Checks, Stack, binaries, guarded, wait_for  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, ".tools", "py"))
 try:
@@ -70,11 +70,7 @@ def debug(headers):
 
 def main():
     started = time.time()
-    rendition = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "rendition")
-    envoy = os.path.join(ROOT, ".tools", "bin", "envoy")
-    for f in (rendition, envoy, os.path.join(ROOT, "dist", "rendition_filter.wasm")):
-        if not os.path.exists(f):
-            sys.exit(f"hostile_e2e: {f} missing (make build / scripts/setup.sh)")
+    rendition, envoy = binaries("hostile_e2e")
     corpus = tempfile.mkdtemp(prefix="rendition-hostile-")
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "hostile", "make_corpus.py"), corpus],
                    check=True)
@@ -85,19 +81,13 @@ def main():
     os.environ["RUST_LOG"] = "info"
     stack = Stack(rendition, envoy, proactive=False)
     rows = []
-    try:
+    with guarded(check, stack, "hostile_e2e"):
         stack.start()
         for e in manifest:
             stack.origin.files["/hostile/" + e["name"]] = (os.path.join(corpus, e["name"]), e["content_type"])
         rows = run(stack, corpus, manifest)
-    except Exception as e:  # a crash of the test is a failure with the logs
-        check.fail(f"exception: {e!r}")
-    finally:
-        if check.failures:
-            print(stack.logs())
-        stack.stop()
-        if os.environ.get("RENDITION_E2E_KEEP") != "1":
-            shutil.rmtree(corpus, ignore_errors=True)
+    if os.environ.get("RENDITION_E2E_KEEP") != "1":
+        shutil.rmtree(corpus, ignore_errors=True)
     if rows:
         print("\n  %-34s %-9s %-44s %s" % ("file", "expected", "what happened", "reason logged"))
         for r in rows:

@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import AVIF_DESKTOP as ACCEPT, ROOT, STORM, Checks, Stack, wait_for  # noqa: E402
+from harness import AVIF_DESKTOP as ACCEPT, ROOT, STORM, Checks, Stack, guarded, wait_for  # noqa: E402
 
 ENVOY = os.path.join(ROOT, ".tools/bin/envoy")
 SECONDS = int(os.environ.get("RENDITION_LOAD_SECONDS", "60"))
@@ -44,7 +44,7 @@ def filter_stat(stack, name):
 def hit_load(rendition):
     print(f"load: {SECONDS} s of hits with wrk, 16 connections")
     stack = Stack(rendition, ENVOY).start()
-    try:
+    with guarded(check, stack, "hit load"):
         url = "/img/rocket.jpg"
         stack.get(url, ACCEPT)
         wait_for(lambda: stack.is_hit(url), 120, "a hit")
@@ -70,11 +70,6 @@ def hit_load(rendition):
         check(hits >= total and failovers == 0,
               f"every one a hit served by the sidecar ({hits} hits counted, {failovers} failovers)")
         check(stack.sidecar.poll() is None, f"sidecar peak RSS {stack.peak_rss() >> 20} MiB")
-    except Exception as e:  # noqa: BLE001
-        check.fail(f"hit load: {type(e).__name__}: {e}")
-        print(stack.logs())
-    finally:
-        stack.stop()
 
 
 def miss_storm(rendition):
@@ -89,7 +84,7 @@ def miss_storm(rendition):
             time.sleep(0.05)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    try:
+    with guarded(check, stack, "miss storm", before_stop=watching.set):
         urls = [f"/storm/{i:05d}.jpg" for i in range(URLS)]
 
         def fetch(url):
@@ -133,12 +128,6 @@ def miss_storm(rendition):
         rss = stack.peak_rss()
         check(stack.sidecar.poll() is None and rss < RSS_LIMIT,
               f"the sidecar stayed up, peak RSS {rss >> 20} MiB (limit {RSS_LIMIT >> 20} MiB)")
-    except Exception as e:  # noqa: BLE001
-        check.fail(f"miss storm: {type(e).__name__}: {e}")
-        print(stack.logs())
-    finally:
-        watching.set()
-        stack.stop()
 
 
 def main():

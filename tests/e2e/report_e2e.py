@@ -24,7 +24,7 @@ import tempfile
 import zlib
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import AVIF_DESKTOP as DESKTOP, ROOT, Checks, Stack, wait_for  # noqa: E402
+from harness import AVIF_DESKTOP as DESKTOP, ROOT, Checks, Stack, guarded, wait_for  # noqa: E402
 
 IMAGES = ["/img/garden.jpg", "/img/rocket.jpg", "/img/coffee.png", "/img/logo.png",
           "/img/screenshot.png", "/img/pan.gif"]
@@ -102,7 +102,7 @@ def main():
         print("report_e2e: chromium missing (scripts/setup.sh installs it)")
         return 1
     stack = Stack(rendition, os.path.join(ROOT, ".tools/bin/envoy")).start()
-    try:
+    with guarded(check, stack, "report_e2e"):
         print("report_e2e: the demo images through Envoy, then /report in headless Chromium")
         for img in IMAGES:
             status, headers, _ = stack.get(img, DESKTOP)
@@ -160,11 +160,6 @@ def main():
                   f"screenshot {shot}: {w}x{h}, {distinct} distinct byte values (not blank)")
         else:
             check(False, f"screenshot written ({out.stderr.decode()[-400:]})")
-    except Exception as e:  # noqa: BLE001 (any error is a failure with the logs)
-        check.fail(f"{type(e).__name__}: {e}")
-        print(stack.logs())
-    finally:
-        stack.stop()
     return check.summary()
 
 

@@ -55,7 +55,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import AVIF_DESKTOP, CHROME, ROOT, SITE, Checks, Stack, dimensions, free_port, wait_for  # noqa: E402
+from harness import AVIF_DESKTOP, CHROME, SITE, Checks, Stack, binaries, dimensions, free_port, guarded, wait_for  # noqa: E402
 
 JPEG_ONLY = {"Accept": "image/jpeg", "User-Agent": CHROME}
 TOKEN = "security-e2e-token-0123456789abcdef"
@@ -203,6 +203,9 @@ class Security:
             t.shutdown()
         self.s.stop()
 
+    def logs(self):
+        return self.s.logs()
+
     # ---- origin hooks ----
     def by_host(self, h, method, path):
         """/img/same.jpg: the rocket photo (640 px) for a.test, the coffee PNG (600 px) for b.test."""
@@ -313,23 +316,10 @@ class Security:
 
 
 def main():
-    rendition = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "rendition")
-    envoy = os.path.join(ROOT, ".tools", "bin", "envoy")
-    for f in (rendition, envoy, os.path.join(ROOT, "dist", "rendition_filter.wasm")):
-        if not os.path.exists(f):
-            sys.exit(f"security_e2e: {f} missing (make build / scripts/setup.sh)")
-    t = Security(rendition, envoy)
-    try:
+    t = Security(*binaries("security_e2e"))
+    with guarded(check, t, "security_e2e"):
         t.start()
         run(t)
-    except Exception as e:  # a crash of the test is a failure with the logs
-        import traceback
-        traceback.print_exc()
-        check.fail(f"exception: {e!r}")
-    finally:
-        if check.failures:
-            print(t.s.logs())
-        t.stop()
     section("stopped")
     sys.exit(check.summary(f", {time.time() - started:.1f}s"))
 
