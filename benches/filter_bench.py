@@ -173,7 +173,8 @@ def main():
     args = ap.parse_args()
     global FILTER_CONFIG
     FILTER_CONFIG = args.filter_config
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    persistent = os.path.expanduser("~/.cache/rendition/target")  # the Makefile's choice, too
+    target = os.environ.get("CARGO_TARGET_DIR") or (persistent if os.path.isdir(persistent) else os.path.join(ROOT, "target"))
     rendition = args.rendition or next(
         (p for p in (os.path.join(target, "release", "rendition"), os.path.join(target, "debug", "rendition")) if os.path.exists(p)), None)
     for f in (ENVOY, WASM, rendition or "rendition"):
