@@ -12,12 +12,13 @@
 //! No body callback is implemented: bodies stream through Envoy untouched.
 
 use crate::config::FilterConfig;
+use crate::header_map::HeaderMap;
 use crate::metrics::FilterMetrics;
 use crate::now_ms;
 use crate::outbox::{Notice, Outbox, Pushed};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel};
+use proxy_wasm::types::{Action, LogLevel, MapType};
 use rendition_shared::hot::HotUrls;
 use rendition_shared::request::{classify, is_internal_header, Bypass};
 use rendition_shared::response::{merge_vary, optimizable, ResponseFacts, ACCEPT_CH};
@@ -227,44 +228,39 @@ impl ImageRequest {
     }
 }
 
-/// The response headers, read once: every host call costs a round trip through the VM
-/// boundary (and an allocation callback for its answer), which dominates the filter's cost.
-struct ResponseHeaders(Vec<(String, String)>);
-
-impl ResponseHeaders {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn owned(&self, name: &str) -> Option<String> {
-        self.get(name).map(str::to_owned)
-    }
-}
-
 impl ImageRequest {
-    /// One edit is one host call; several are one bulk replace of the header map (a host call
-    /// costs more than re-adding a handful of headers on Envoy's side).
-    fn apply(&self, headers: ResponseHeaders, edits: Vec<(&'static str, Option<String>)>) {
-        match edits.as_slice() {
+    /// Header edits, applied with as few host calls as possible: every host call costs a round
+    /// trip through the VM boundary, which dominates the filter's cost. One edit is one call;
+    /// several are one bulk replace of the map, built from the map already read (values as
+    /// bytes, so nothing is re-encoded). Envoy only hands out valid header names, so the
+    /// per-header fallback for a name that is not UTF-8 should never run.
+    fn apply(&self, headers: &HeaderMap, edits: &[(&'static str, Option<String>)]) {
+        match edits {
             [] => {}
             [(name, value)] => self.set_http_response_header(name, value.as_deref()),
             _ => {
-                let edited = |n: &str| edits.iter().any(|(e, _)| n.eq_ignore_ascii_case(e));
-                let mut all: Vec<(&str, &str)> = headers
-                    .0
+                let edited = |n: &[u8]| {
+                    edits
+                        .iter()
+                        .any(|(e, _)| n.eq_ignore_ascii_case(e.as_bytes()))
+                };
+                let kept: Option<Vec<(&str, &[u8])>> = headers
                     .iter()
                     .filter(|(n, _)| !edited(n))
-                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .map(|(n, v)| std::str::from_utf8(n).ok().map(|n| (n, v)))
                     .collect();
+                let Some(mut all) = kept else {
+                    for (name, value) in edits {
+                        self.set_http_response_header(name, value.as_deref());
+                    }
+                    return;
+                };
                 all.extend(
                     edits
                         .iter()
-                        .filter_map(|(n, v)| v.as_deref().map(|v| (*n, v))),
+                        .filter_map(|(n, v)| v.as_deref().map(|v| (*n, v.as_bytes()))),
                 );
-                self.set_http_response_headers(all);
+                let _ = hostcalls::set_map_bytes(MapType::HttpResponseHeaders, all);
             }
         }
     }
@@ -281,29 +277,27 @@ impl Context for ImageRequest {}
 
 impl HttpContext for ImageRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self.get_http_request_headers();
-        for (name, _) in headers.iter().filter(|(n, _)| is_internal_header(n)) {
-            self.set_http_request_header(name, None);
+        let headers = HeaderMap::read(MapType::HttpRequestHeaders);
+        for (name, _) in headers.iter() {
+            // Internal names are ASCII by construction; anything else is not one of ours.
+            match std::str::from_utf8(name) {
+                Ok(name) if is_internal_header(name) => self.set_http_request_header(name, None),
+                _ => {}
+            }
         }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        let method = header(":method").unwrap_or_default();
-        let path = header(":path").unwrap_or_default();
-        let host = header(":authority")
-            .or_else(|| header("host"))
+        let method = headers.get(":method").unwrap_or_default();
+        let path = headers.get(":path").unwrap_or_default();
+        let host = headers
+            .get(":authority")
+            .or_else(|| headers.get("host"))
             .unwrap_or_default();
-        let has_auth = header("authorization").is_some();
+        let has_auth = headers.get_bytes("authorization").is_some();
         let extensions = &self.worker.config.image_extensions;
         let verdict = classify(method, path, has_auth, extensions);
         if verdict == Err(Bypass::NotAnImagePath) {
             return Action::Continue;
         }
-        let profile =
-            ClientProfile::from_headers(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+        let profile = ClientProfile::from_headers(headers.iter());
         self.worker.metrics.requests.inc();
         self.outcome = match verdict {
             Err(reason) => Outcome::Bypass(reason.name(), profile.mask),
@@ -331,10 +325,10 @@ impl HttpContext for ImageRequest {
         if self.outcome == Outcome::Untouched {
             return Action::Continue;
         }
-        let headers = ResponseHeaders(self.get_http_response_headers());
+        let headers = HeaderMap::read(MapType::HttpResponseHeaders);
         // Header changes, applied with as few host calls as possible at the end.
         let mut edits: Vec<(&'static str, Option<String>)> = Vec::with_capacity(4);
-        let served_by_sidecar = headers.get(VARIANT_HEADER).is_some();
+        let served_by_sidecar = headers.get_bytes(VARIANT_HEADER).is_some();
         if served_by_sidecar {
             edits.push((VARIANT_HEADER, None));
         }
@@ -372,7 +366,7 @@ impl HttpContext for ImageRequest {
                         .unwrap_or(0),
                     content_type,
                     cache_control: headers.get("cache-control"),
-                    has_set_cookie: headers.get("set-cookie").is_some(),
+                    has_set_cookie: headers.get_bytes("set-cookie").is_some(),
                     content_length: headers.get("content-length").and_then(|v| v.parse().ok()),
                 };
                 match optimizable(&facts, config.max_source_bytes) {
@@ -383,8 +377,8 @@ impl HttpContext for ImageRequest {
                         };
                         self.queue_notice(
                             mask,
-                            headers.owned("etag"),
-                            headers.owned("last-modified"),
+                            headers.get("etag").map(str::to_owned),
+                            headers.get("last-modified").map(str::to_owned),
                         );
                     }
                     Err(why) => {
@@ -414,7 +408,7 @@ impl HttpContext for ImageRequest {
                 edits.push((DEBUG_HEADER, value));
             }
         }
-        self.apply(headers, edits);
+        self.apply(&headers, &edits);
         Action::Continue
     }
 }

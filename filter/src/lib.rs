@@ -12,6 +12,7 @@
 //! hook below reports any panic that still happens to Envoy's log before the trap.
 
 pub mod config;
+pub mod header_map;
 pub mod http;
 pub mod metrics;
 pub mod outbox;
