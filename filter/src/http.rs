@@ -11,6 +11,7 @@
 //!
 //! No body callback is implemented: bodies stream through Envoy untouched.
 
+use crate::bucket_cache::BucketCache;
 use crate::config::FilterConfig;
 use crate::header_map::HeaderMap;
 use crate::metrics::FilterMetrics;
@@ -22,7 +23,7 @@ use proxy_wasm::types::{Action, LogLevel, MapType};
 use rendition_shared::hot::HotUrls;
 use rendition_shared::request::{classify, is_internal_header, Bypass};
 use rendition_shared::response::{merge_vary, optimizable, ResponseFacts, ACCEPT_CH};
-use rendition_shared::table::{bucket_key, bucket_lookup, IndexMeta, META_KEY};
+use rendition_shared::table::{bucket_lookup, IndexMeta, META_KEY};
 use rendition_shared::{
     select, wants_generation, CapabilityMask, ClientProfile, FallbackStep, IndexRecord, KeyId,
     Selection, SourceKey,
@@ -44,6 +45,9 @@ pub struct WorkerState {
     pub hot: RefCell<HotUrls>,
     /// The index meta record and when it was read: re-read at most every [`META_TTL_MS`].
     meta: std::cell::Cell<Option<(IndexMeta, u64)>>,
+    /// Buckets read under the current meta record (one shared-data read per bucket per index
+    /// change instead of one per request).
+    buckets: RefCell<BucketCache>,
 }
 
 /// How long a worker trusts its copy of the index meta record. Every host call costs more
@@ -63,6 +67,7 @@ impl WorkerState {
             config,
             metrics,
             meta: std::cell::Cell::new(None),
+            buckets: RefCell::new(BucketCache::default()),
         }
     }
 }
@@ -150,10 +155,10 @@ impl ImageRequest {
             }
         };
         let usable = meta.sidecar_usable(now, self.worker.config.sidecar_stale_after_ms);
-        let record = match self.get_shared_data(&bucket_key(meta.bucket_of(key))) {
-            (Some(bucket), _) => bucket_lookup(&bucket, meta.epoch, key),
-            (None, _) => None,
-        };
+        let mut buckets = self.worker.buckets.borrow_mut();
+        let record = buckets
+            .get(&meta, meta.bucket_of(key), |k| self.get_shared_data(k).0)
+            .and_then(|bucket| bucket_lookup(bucket, meta.epoch, key));
         Ok((record, usable))
     }
 

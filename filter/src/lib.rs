@@ -11,6 +11,7 @@
 //! A panic would trap the VM, so clippy denies `unwrap`/`expect`/`panic` here, and the panic
 //! hook below reports any panic that still happens to Envoy's log before the trap.
 
+pub mod bucket_cache;
 pub mod config;
 pub mod header_map;
 pub mod http;
