@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod encode;
+pub mod hot_variants;
 pub mod notify_req;
 pub mod origin;
 pub mod pipeline;

@@ -216,8 +216,13 @@ async fn serve_variant(
     mask: CapabilityMask,
     headers: &HeaderMap,
 ) -> Response {
-    let store = Arc::clone(&w.store);
-    let found = tokio::task::spawn_blocking(move || store.variant(&id, mask)).await;
+    let found = match w.store.hot_variant(&id, mask) {
+        Some(v) => Ok(Ok(Some(v))),
+        None => {
+            let store = Arc::clone(&w.store);
+            tokio::task::spawn_blocking(move || store.variant(&id, mask)).await
+        }
+    };
     let v = match found {
         Ok(Ok(Some(v))) => v,
         Ok(Ok(None)) => {

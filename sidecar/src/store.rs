@@ -18,6 +18,7 @@
 //! (`cache_size_bytes`) counts payload bytes (variant bytes + metadata) and evicts the least
 //! recently served variant first, as seed 004 describes.
 
+use crate::hot_variants::{HotVariants, DEFAULT_BUDGET_BYTES};
 use crate::pipeline::{Outcome, Variant};
 use rendition_shared::{
     CapabilityMask, FeedPage, IndexEntry, IndexRecord, KeyId, SlotSet, SourceKey, RECORD_LEN,
@@ -109,6 +110,8 @@ pub struct Store {
     budget: u64,
     store_id: u64,
     payload_bytes: AtomicU64,
+    /// Verified variants served recently, answered without sled (crate::hot_variants).
+    hot: HotVariants,
 }
 
 const MAGIC: &[u8; 2] = b"RV";
@@ -268,6 +271,7 @@ impl Store {
             budget,
             store_id,
             payload_bytes: AtomicU64::new(payload),
+            hot: HotVariants::new(DEFAULT_BUDGET_BYTES, ACCESS_GRANULARITY_SECS),
         })
     }
 
@@ -434,7 +438,29 @@ impl Store {
     }
 
     /// The variant stored for `slot` (aliases resolved), checksum verified.
+    /// The variant answering `slot` when an in-memory copy of it is current: no I/O, no
+    /// blocking, so the server calls it on the async worker before falling back to
+    /// [`Store::variant`].
+    pub fn hot_variant(&self, key: &KeyId, slot: CapabilityMask) -> Option<StoredVariant> {
+        self.hot.get(key, slot, now_secs())
+    }
+
+    /// The variant answering `slot` (aliases resolved), its checksum verified; the LRU is
+    /// touched (at most once a minute) and the result kept for [`Store::hot_variant`].
     pub fn variant(
+        &self,
+        key: &KeyId,
+        slot: CapabilityMask,
+    ) -> Result<Option<StoredVariant>, StoreError> {
+        let generation = self.hot.generation();
+        let found = self.read_variant(key, slot)?;
+        if let Some(v) = &found {
+            self.hot.put(key, slot, v, generation, now_secs());
+        }
+        Ok(found)
+    }
+
+    fn read_variant(
         &self,
         key: &KeyId,
         slot: CapabilityMask,
@@ -719,6 +745,7 @@ impl Store {
                 Ok(delta)
             }),
         )?;
+        self.hot.invalidate();
         self.apply_delta(delta);
         Ok(())
     }

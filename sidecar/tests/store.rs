@@ -63,7 +63,7 @@ fn variants_survive_reopen_and_aliases_resolve() {
             .unwrap();
         store.flush().unwrap();
     }
-    let store = Store::open(&dir, 1 << 30).unwrap();
+    let store = reopen(&dir);
     let (record, smeta) = store.record(&key.id()).unwrap().unwrap();
     assert_eq!(record.seq, seq);
     assert!(record.stored.contains(m(0x09)) && record.stored.contains(m(0x19)));
@@ -136,7 +136,7 @@ fn feed_has_one_entry_per_source_and_pages() {
     // the store id survives reopen; a new database gets a new one
     let id = store.store_id();
     drop(store);
-    assert_eq!(Store::open(&dir, 1 << 30).unwrap().store_id(), id);
+    assert_eq!(reopen(&dir).store_id(), id);
     assert_ne!(Store::open(&tempdir(), 1 << 30).unwrap().store_id(), id);
 }
 
@@ -237,9 +237,24 @@ fn a_corrupted_blob_is_never_served() {
         t.insert(&key, v).unwrap();
         db.flush().unwrap();
     }
-    let store = Store::open(&dir, 1 << 30).unwrap();
+    let store = reopen(&dir);
     let err = store.variant(&k.id(), m(0x09)).unwrap_err();
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
+}
+
+/// Opens a store just dropped: sled's flusher thread can hold the file lock for a moment
+/// after the last handle goes (seen once in ~100 runs).
+fn reopen(dir: &std::path::Path) -> Store {
+    for _ in 0..100 {
+        match Store::open(dir, 1 << 30) {
+            Ok(store) => return store,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    }
+    panic!("reopen: the lock was never released")
 }
 
 fn tempdir() -> std::path::PathBuf {
@@ -252,4 +267,35 @@ fn tempdir() -> std::path::PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+#[test]
+fn served_variants_answer_from_memory_until_the_store_changes() {
+    let dir = tempdir();
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    let a = SourceKey::new("h", "/img/a.jpg").unwrap();
+    let b = SourceKey::new("h", "/img/b.jpg").unwrap();
+    store
+        .put_outcomes(&a, &meta(&a), &[variant(0x09, &[0x19], 300)])
+        .unwrap();
+    assert!(
+        store.hot_variant(&a.id(), m(0x19)).is_none(),
+        "not served yet"
+    );
+    let served = store.variant(&a.id(), m(0x19)).unwrap().unwrap();
+    let hot = store
+        .hot_variant(&a.id(), m(0x19))
+        .expect("kept after a serve");
+    assert_eq!(hot.bytes, served.bytes);
+    assert_eq!((hot.crc, hot.meta.width), (served.crc, served.meta.width));
+    // Any committed change (here another source's variants) drops the copies...
+    store
+        .put_outcomes(&b, &meta(&b), &[variant(0x01, &[], 100)])
+        .unwrap();
+    assert!(store.hot_variant(&a.id(), m(0x19)).is_none());
+    // ...and a purge can never be answered from memory.
+    store.variant(&a.id(), m(0x19)).unwrap().unwrap();
+    assert!(store.purge(&a.id()).unwrap());
+    assert!(store.hot_variant(&a.id(), m(0x19)).is_none());
+    assert!(store.variant(&a.id(), m(0x19)).unwrap().is_none());
 }
