@@ -43,7 +43,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -747,9 +746,11 @@ def ef_selector() -> dict:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """The end-to-end harness's choice (below the ephemeral range: see there)."""
+    sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+    from harness import free_port as harness_free_port
+
+    return harness_free_port()
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:

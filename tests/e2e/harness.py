@@ -12,6 +12,7 @@ import http.client
 import http.server
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -94,10 +95,33 @@ def guarded(check, stack, what, before_stop=None):
         stack.stop()
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, below the kernel's ephemeral range: a port the
+    kernel picked for us (bind to 0) comes from that range, and by the time Envoy or the
+    sidecar binds it, an outgoing connection may be using it as its source port ("Address
+    already in use", seen in a clean-clone run). Ports below the range are never handed out
+    as source ports."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("free_port: no free port below the ephemeral range")
 
 
 class Origin(http.server.ThreadingHTTPServer):
