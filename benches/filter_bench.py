@@ -136,22 +136,28 @@ def wrk(port, path, headers, conns, seconds):
     return {"rps": rps, "p50": pct(50), "p99": pct(99), "requests": total, "errors": errors}
 
 
-def measure(label, a, b, path_a, path_b, headers, args):
-    rows = {"A": [], "B": []}
-    for r in range(args.repeats):
-        order = [("A", a, path_a), ("B", b, path_b)]
-        if r % 2:
-            order.reverse()
-        for name, (proc, port), path in order:
+def measure_runs(runs, headers, repeats, seconds):
+    """Medians per run name over `repeats`, the runs measured in rotating order within each
+    repeat (so a slow spell of the machine hits every run alike). `runs`: (name, Proc, port,
+    path). Per run: requests/s at 16 connections, p50/p99 at 1, Envoy CPU per request at both."""
+    rows = {name: [] for name, _, _, _ in runs}
+    for r in range(repeats):
+        k = r % len(runs)
+        for name, proc, port, path in runs[k:] + runs[:k]:
             cpu0 = proc.cpu_seconds()
-            t = wrk(port, path, headers, 16, args.seconds)
+            t = wrk(port, path, headers, 16, seconds)
             t["cpu_us"] = (proc.cpu_seconds() - cpu0) / max(t["requests"], 1) * 1e6
             cpu1 = proc.cpu_seconds()
-            lat = wrk(port, path, headers, 1, args.seconds)
+            lat = wrk(port, path, headers, 1, seconds)
             t["cpu1_us"] = (proc.cpu_seconds() - cpu1) / max(lat["requests"], 1) * 1e6
             t["p50"], t["p99"], t["errors"] = lat["p50"], lat["p99"], t["errors"] + lat["errors"]
             rows[name].append(t)
-    med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "cpu_us", "cpu1_us", "errors")} for k, v in rows.items()}
+    return {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "cpu_us", "cpu1_us", "errors")}
+            for k, v in rows.items()}
+
+
+def measure(label, a, b, path_a, path_b, headers, args):
+    med = measure_runs([("A", a[0], a[1], path_a), ("B", b[0], b[1], path_b)], headers, args.repeats, args.seconds)
     a_, b_ = med["A"], med["B"]
     print(f"\n{label}  (medians of {args.repeats} repeats, {args.seconds}s each)")
     print(f"  {'':28} {'req/s':>9} {'p50 us':>8} {'p99 us':>8} {'CPU us/req':>11} {'(c=1)':>7} {'errors':>7}")

@@ -13,7 +13,6 @@ Example: the shipped module with and without its debug header:
 """
 
 import os
-import statistics
 import sys
 import tempfile
 
@@ -47,24 +46,14 @@ def main():
             fb.WASM, fb.FILTER_CONFIG = wasm or fb.WASM, config
             p = fb.envoy(tmp, fb.render(tmp, name + ".yaml", port, admin, origin, sidecar, name != "B"), admin, name)
             procs.append(p)
-            runs.append((name, p, port))
+            runs.append((name, p, port, path))
             print(f"{name}: x-rendition {request(port, path, fb.AVIF)[1].get('x-rendition')}", flush=True)
-        rows = {name: [] for name, _, _ in runs}
-        for r in range(repeats):
-            k = r % len(runs)
-            for name, proc, port in runs[k:] + runs[:k]:
-                c0 = proc.cpu_seconds()
-                t = fb.wrk(port, path, fb.AVIF, 16, secs)
-                cpu16 = (proc.cpu_seconds() - c0) / max(t["requests"], 1) * 1e6
-                c0 = proc.cpu_seconds()
-                lat = fb.wrk(port, path, fb.AVIF, 1, secs)
-                cpu1 = (proc.cpu_seconds() - c0) / max(lat["requests"], 1) * 1e6
-                rows[name].append((t["rps"], lat["p50"], cpu1, cpu16))
-        med = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in rows.items()}
+        med = fb.measure_runs(runs, fb.AVIF, repeats, secs)
         b = med["B"]
         print(f"\n{'':8} {'req/s':>7} {'p50 us':>7} {'CPU/req c1':>11} {'c16':>6}  vs B: {'A/B':>5} {'+p50':>6} {'+CPU c1':>8} {'c16':>6}")
-        for k, (rps, p50, cpu1, cpu16) in med.items():
-            print(f"{k:8} {rps:7.0f} {p50:7.0f} {cpu1:11.1f} {cpu16:6.1f}        {rps / b[0]:5.2f} {p50 - b[1]:+6.0f} {cpu1 - b[2]:+8.1f} {cpu16 - b[3]:+6.1f}")
+        for k, m in med.items():
+            print(f"{k:8} {m['rps']:7.0f} {m['p50']:7.0f} {m['cpu1_us']:11.1f} {m['cpu_us']:6.1f}        "
+                  f"{m['rps'] / b['rps']:5.2f} {m['p50'] - b['p50']:+6.0f} {m['cpu1_us'] - b['cpu1_us']:+8.1f} {m['cpu_us'] - b['cpu_us']:+6.1f}")
     finally:
         for p in procs:
             p.stop()

@@ -437,7 +437,6 @@ impl Store {
         Ok(done.then_some(seq))
     }
 
-    /// The variant stored for `slot` (aliases resolved), checksum verified.
     /// The variant answering `slot` when an in-memory copy of it is current: no I/O, no
     /// blocking, so the server calls it on the async worker before falling back to
     /// [`Store::variant`].

@@ -64,6 +64,8 @@ K8S_VERSION = "1.37.0"
 BASE_DEPLOYMENT = ROOT / "envoy" / "k8s" / "base" / "deployment.yaml"
 
 sys.path.insert(0, str(PY_TOOLS))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from harness import free_port  # noqa: E402  (ports below the ephemeral range: see there)
 try:
     import kubernetes_validate  # noqa: E402
     import yaml  # noqa: E402
@@ -743,14 +745,6 @@ def ef_selector() -> dict:
 
 
 # ------------------------------------------------------------------------------ sidecar + live Envoy
-
-
-def free_port() -> int:
-    """The end-to-end harness's choice (below the ephemeral range: see there)."""
-    sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-    from harness import free_port as harness_free_port
-
-    return harness_free_port()
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
