@@ -108,7 +108,7 @@ bench: setup
 
 # The quality model (docs/quality.md): corpus -> labels -> models -> evaluation.
 # `make train` reproduces the committed models from the committed labels; `make corpus`
-# rebuilds the labels from the packages (about 30 min on 2 cores).
+# rebuilds the labels from the packages (about 80 min on 2 cores).
 corpus: setup
 	scripts/corpus.sh
 	$(CARGO) build --release -p rendition-sidecar

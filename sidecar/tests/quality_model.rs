@@ -69,13 +69,14 @@ fn predicted_quality_rises_with_the_target_on_a_real_photo() {
     };
     for codec in [Codec::Webp, Codec::Avif, Codec::Jpeg] {
         assert!(policy.wants_probe(codec));
-        let [lo, hi] = probe.scores(codec, hints).unwrap();
+        let line = probe.scores(codec, hints).unwrap();
+        let [(_, lo), _, (_, hi)] = line.points;
         assert!(
             lo < hi && lo > 0.0 && hi < 100.0,
             "{}: the probe scores {lo:.1} at its low quality, {hi:.1} at its high one",
             codec.name()
         );
-        let f = f.with_probe([lo, hi]);
+        let f = f.with_probe(line);
         let lo = policy.first_quality(codec, false, &f, 55.0);
         let hi = policy.first_quality(codec, false, &f, 85.0);
         assert!(hi > lo, "{}: q{lo} for 55, q{hi} for 85", codec.name());

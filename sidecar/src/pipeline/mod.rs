@@ -31,7 +31,7 @@ use classify::{ContentClass, ImageStats};
 use decode::Frame;
 use probe::Limits;
 use rendition_shared::{
-    plan_encodes, CapabilityMask, ImageFormat, SlotSet, ViewportWidths, SVG_SLOT,
+    curve::ProbeLine, plan_encodes, CapabilityMask, ImageFormat, SlotSet, ViewportWidths, SVG_SLOT,
 };
 use sniff::SourceFormat;
 use std::time::{Duration, Instant};
@@ -257,7 +257,7 @@ pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -
             .then(|| OutputFeatures::of(pixels, src.format, src.jpeg_quality));
         // The model's probe: one mosaic per size, scored once per format that asks for it.
         let mut probe: Option<Result<Probe, String>> = None;
-        let mut probed: Vec<(Codec, Option<[f64; 2]>)> = Vec::new();
+        let mut probed: Vec<(Codec, Option<ProbeLine>)> = Vec::new();
         for job in jobs.iter().filter(|j| (j.width, j.height) == (w, h)) {
             let codec = match codec_for(job.format, src.format, animated) {
                 Ok(c) => c,

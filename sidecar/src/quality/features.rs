@@ -1,7 +1,9 @@
 //! What the quality model sees of one output: cheap statistics of the resized pixels (the same
 //! sample-grid pass the classifier uses), the output size, the source's format and estimated
-//! JPEG quality, computed once per output size in microseconds; then per format the two probe
-//! scores ([`super::probe`]), and the score target.
+//! JPEG quality, computed once per output size in microseconds; then per format the probe
+//! ([`super::probe`]: two scores, the slope between them and the quality where that line meets
+//! the target), and the score target. The target-dependent tail is filled by
+//! `rendition_shared::curve::complete_row`, which the trainer calls too.
 //!
 //! The order is the model's input layout: `FEATURE_NAMES[i]` is column `i` of the training
 //! data (`rendition label`) and of every prediction. Changing it means retraining (`make train`).
@@ -9,8 +11,9 @@
 use crate::pipeline::classify::{self, ContentClass, ImageStats};
 use crate::pipeline::sniff::SourceFormat;
 use crate::pipeline::Rgba;
+use rendition_shared::curve::{complete_row, ProbeLine, PROBE_POINTS};
 
-pub const FEATURE_NAMES: [&str; 17] = [
+pub const FEATURE_NAMES: [&str; 20] = [
     "width",
     "height",
     "log2_pixels",
@@ -25,16 +28,21 @@ pub const FEATURE_NAMES: [&str; 17] = [
     "class",
     "source_format",
     "source_jpeg_quality",
+    // rendition_shared::curve::TARGET_COLUMNS (a test checks they agree):
     "probe_score_lo",
+    "probe_score_mid",
     "probe_score_hi",
+    "probe_slope",
+    "probe_quality",
     "target",
 ];
 pub const N_FEATURES: usize = FEATURE_NAMES.len();
 
-/// The per-output part (everything but the target).
+/// The per-output part, and the probe of one format once [`OutputFeatures::with_probe`] set it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OutputFeatures {
     pub values: [f64; N_FEATURES],
+    pub probe: ProbeLine,
 }
 
 impl OutputFeatures {
@@ -89,22 +97,40 @@ impl OutputFeatures {
             0.0,
             0.0,
             0.0,
+            0.0,
+            0.0,
+            0.0,
         ];
-        OutputFeatures { values }
+        OutputFeatures {
+            values,
+            probe: ProbeLine {
+                points: [(0, 0.0); PROBE_POINTS],
+            },
+        }
     }
 
-    /// With the format's probe scores ([`super::probe`]): the model of a format reads its own.
-    pub fn with_probe(&self, scores: [f64; 2]) -> OutputFeatures {
+    /// With the format's probe ([`super::probe`]): the model of a format reads its own.
+    pub fn with_probe(&self, probe: ProbeLine) -> OutputFeatures {
         let mut values = self.values;
-        values[N_FEATURES - 3] = scores[0];
-        values[N_FEATURES - 2] = scores[1];
-        OutputFeatures { values }
+        complete_row(&mut values, &probe, 0.0);
+        OutputFeatures { values, probe }
     }
 
     /// The model input for one score target.
     pub fn with_target(&self, target: f64) -> [f64; N_FEATURES] {
         let mut v = self.values;
-        v[N_FEATURES - 1] = target;
+        complete_row(&mut v, &self.probe, target);
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rendition_shared::curve::TARGET_COLUMNS;
+
+    #[test]
+    fn the_names_end_with_the_shared_target_columns() {
+        assert!(FEATURE_NAMES.ends_with(&TARGET_COLUMNS));
     }
 }

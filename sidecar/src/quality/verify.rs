@@ -64,13 +64,13 @@ impl Band {
     }
 }
 
-/// Lowest encoder quality the search may try, per codec: below these the artefacts are of a
-/// kind SSIMULACRA2 underrates (blocking on flat areas).
+/// Lowest encoder quality the search may try, per codec: seed 002's floors (WebP and AVIF 0,
+/// JPEG 1). A lower Save-Data target must be reachable on flat art, whose scores stay high
+/// down to the lowest qualities.
 pub const fn floor(codec: Codec) -> u8 {
     match codec {
-        Codec::Webp => 20,
-        Codec::Avif => 15,
-        Codec::Jpeg => 30,
+        Codec::Webp | Codec::Avif => 0,
+        Codec::Jpeg => 1,
         Codec::Png | Codec::Svg => 100,
     }
 }
