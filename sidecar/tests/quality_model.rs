@@ -70,10 +70,12 @@ fn predicted_quality_rises_with_the_target_on_a_real_photo() {
     for codec in [Codec::Webp, Codec::Avif, Codec::Jpeg] {
         assert!(policy.wants_probe(codec));
         let line = probe.scores(codec, hints).unwrap();
-        let [(_, lo), _, (_, hi)] = line.points;
+        // SSIMULACRA2 goes negative for heavy artefacts (AVIF at quality 10 on a photo), so
+        // only the order and the top of the range are checked.
+        let [(_, lo), (_, mid), (_, hi)] = line.points;
         assert!(
-            lo < hi && lo > 0.0 && hi < 100.0,
-            "{}: the probe scores {lo:.1} at its low quality, {hi:.1} at its high one",
+            lo < mid && mid < hi && hi > 0.0 && hi < 100.0,
+            "{}: the probe scores {lo:.1}, {mid:.1}, {hi:.1} at its qualities",
             codec.name()
         );
         let f = f.with_probe(line);
