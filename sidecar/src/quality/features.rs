@@ -11,9 +11,11 @@
 use crate::pipeline::classify::{self, ContentClass, ImageStats};
 use crate::pipeline::sniff::SourceFormat;
 use crate::pipeline::Rgba;
-use rendition_shared::curve::{complete_row, ProbeLine, PROBE_POINTS};
+use rendition_shared::curve::{complete_row, ProbeLine, PROBE_POINTS, TARGET_COLUMNS};
 
-pub const FEATURE_NAMES: [&str; 20] = [
+/// The per-output columns; the probe and target columns follow them
+/// (`rendition_shared::curve::TARGET_COLUMNS`).
+const OUTPUT_COLUMNS: [&str; 14] = [
     "width",
     "height",
     "log2_pixels",
@@ -28,15 +30,21 @@ pub const FEATURE_NAMES: [&str; 20] = [
     "class",
     "source_format",
     "source_jpeg_quality",
-    // rendition_shared::curve::TARGET_COLUMNS (a test checks they agree):
-    "probe_score_lo",
-    "probe_score_mid",
-    "probe_score_hi",
-    "probe_slope",
-    "probe_quality",
-    "target",
 ];
-pub const N_FEATURES: usize = FEATURE_NAMES.len();
+pub const N_FEATURES: usize = OUTPUT_COLUMNS.len() + TARGET_COLUMNS.len();
+pub const FEATURE_NAMES: [&str; N_FEATURES] = {
+    let mut names = [""; N_FEATURES];
+    let mut i = 0;
+    while i < N_FEATURES {
+        names[i] = if i < OUTPUT_COLUMNS.len() {
+            OUTPUT_COLUMNS[i]
+        } else {
+            TARGET_COLUMNS[i - OUTPUT_COLUMNS.len()]
+        };
+        i += 1;
+    }
+    names
+};
 
 /// The per-output part, and the probe of one format once [`OutputFeatures::with_probe`] set it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -127,10 +135,13 @@ impl OutputFeatures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rendition_shared::curve::TARGET_COLUMNS;
 
+    /// The committed models were trained on this layout: a change here means `make train`.
     #[test]
-    fn the_names_end_with_the_shared_target_columns() {
-        assert!(FEATURE_NAMES.ends_with(&TARGET_COLUMNS));
+    fn the_model_input_layout_is_fixed() {
+        assert_eq!(N_FEATURES, 20);
+        assert_eq!(FEATURE_NAMES[..3], ["width", "height", "log2_pixels"]);
+        assert_eq!(FEATURE_NAMES[13], "source_jpeg_quality");
+        assert_eq!(FEATURE_NAMES[14..], TARGET_COLUMNS);
     }
 }
