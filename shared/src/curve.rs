@@ -66,9 +66,10 @@ pub const TARGET_COLUMNS: [&str; PROBE_POINTS + 3] = [
 ];
 
 impl ProbeLine {
-    /// The segment (pair of neighbouring points) the probe reaches `target` on: the first one
-    /// that brackets it, else the end segment on the target's side (extrapolated).
-    fn segment(&self, target: f64) -> ((f64, f64), (f64, f64)) {
+    /// The segment the probe reaches `target` on (the first pair of neighbouring points that
+    /// brackets it, else the end segment on the target's side, extrapolated), as its first
+    /// point and its slope in score points per quality point (0 for a vertical segment).
+    fn segment(&self, target: f64) -> (f64, f64, f64) {
         let p = &self.points;
         let brackets =
             |w: &[(u8, f64)]| (w[0].1.min(w[1].1)..=w[0].1.max(w[1].1)).contains(&target);
@@ -77,16 +78,18 @@ impl ProbeLine {
             None if target < p[0].1 => (p[0], p[1]),
             None => (p[PROBE_POINTS - 2], p[PROBE_POINTS - 1]),
         };
-        ((f64::from(a.0), a.1), (f64::from(b.0), b.1))
+        let (q0, q1) = (f64::from(a.0), f64::from(b.0));
+        let slope = if q1 == q0 {
+            0.0
+        } else {
+            (b.1 - a.1) / (q1 - q0)
+        };
+        (q0, a.1, slope)
     }
 
     /// Score points per quality point on the segment that reaches `target`.
     pub fn slope(&self, target: f64) -> f64 {
-        let ((q0, s0), (q1, s1)) = self.segment(target);
-        if q1 == q0 {
-            return 0.0;
-        }
-        (s1 - s0) / (q1 - q0)
+        self.segment(target).2
     }
 
     /// The quality where the probe's polyline reaches `target`. Why a feature of its own:
@@ -94,11 +97,10 @@ impl ProbeLine {
     /// quotient is the best single estimate the probe gives. Clamped to [-50, 150]; a flat
     /// segment (a probe that did not move) gives 150.
     pub fn quality_for(&self, target: f64) -> f64 {
-        let slope = self.slope(target);
+        let (q0, s0, slope) = self.segment(target);
         if slope.abs() < 0.01 || !slope.is_finite() {
             return 150.0;
         }
-        let ((q0, s0), _) = self.segment(target);
         (q0 + (target - s0) / slope).clamp(-50.0, 150.0)
     }
 }

@@ -1,8 +1,8 @@
 //! What the quality model sees of one output: cheap statistics of the resized pixels (the same
 //! sample-grid pass the classifier uses), the output size, the source's format and estimated
 //! JPEG quality, computed once per output size in microseconds; then per format the probe
-//! ([`super::probe`]: two scores, the slope between them and the quality where that line meets
-//! the target), and the score target. The target-dependent tail is filled by
+//! ([`super::probe`]: its three scores, and the slope and reach of its segment that meets the
+//! target), and the score target. The target-dependent tail is filled by
 //! `rendition_shared::curve::complete_row`, which the trainer calls too.
 //!
 //! The order is the model's input layout: `FEATURE_NAMES[i]` is column `i` of the training
