@@ -56,6 +56,7 @@ test-trainer: setup $(PYCMAKE)
 	$(TRAINER) test --manifest-path trainer/Cargo.toml
 
 test-host:
+	python3 scripts/check-imports.py
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
@@ -91,12 +92,13 @@ load: test-host wasm
 	RENDITION_LOAD_SECONDS=60 RENDITION_STORM_URLS=5000 python3 tests/e2e/load_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 
 lint: setup
+	python3 scripts/check-imports.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(WASM_CARGO) clippy --release -p rendition-shared -p rendition-filter -- -D warnings
 
 # Benchmarks (not part of make test): parse+select, then the sidecar's pipeline on real photos
-# (seed 004's decode-once claim, per-format encodes, AVIF encoders incl. rav1e), then the real
+# (decode once against a decode per variant, per-format encodes, AVIF encoders incl. rav1e), then the real
 # service's throughput. Results: docs/benchmarks.md.
 bench: setup
 	$(CARGO) bench -p rendition-shared --bench parse_select

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make corpus`: the training corpus of the quality model, from these sources only (issue 5):
+# `make corpus`: the training corpus of the quality model, from these sources only (docs/quality.md, "Corpus"):
 # Debian plasma-workspace-wallpapers, mate-backgrounds, gnome-backgrounds, desktop-base,
 # gimp-help-en, openclipart-png, tuxpaint-stamps-default, imagemagick-6-doc; PyPI scikit-image
 # and scikit-learn sample images; headless-Chromium screenshots of HTML documents rendered here

@@ -9,7 +9,7 @@
 # Targets (see each file's header):
 #   mask_parse    request head -> classify, ClientProfile::from_headers, SourceKey, select
 #   index_record  index record / entry / feed page / table meta / bucket bytes, sync::follow
-#   notify_parse  POST /notify body -> rendition_sidecar::notify_req::parse
+#   notify_parse  POST /notify body -> rendition_shared::wire::Notify
 #   sniff_decode  sniff -> probe limits -> decode -> ICC -> orientation (mozjpeg, image, lcms2)
 #
 # Environment:

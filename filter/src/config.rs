@@ -68,7 +68,7 @@ pub struct FilterConfig {
     pub notify_in_flight: usize,
     /// The same (URL, mask) is not notified again by a worker within this time.
     pub renotify_after_ms: u64,
-    /// Fallback hits before a warmup notify (seed 004 `pagespeed_hot_threshold`; 0 = off).
+    /// Fallback hits before a warmup notify (docs/architecture.md, "Hot URLs"; 0 = off).
     pub hot_threshold: u32,
     /// Slots of the per-worker hot-URL table.
     pub hot_table_slots: usize,

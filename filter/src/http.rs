@@ -1,4 +1,4 @@
-//! One image request through the filter (DESIGN.md steps 1-4). Decisions come from
+//! One image request through the filter (docs/filter.md, "A request"). Decisions come from
 //! `rendition-shared`; this file only reads headers, reads shared data and acts.
 //!
 //! * Request: strip client-sent `x-rendition-*`; classify; compute the mask; read the index;
@@ -12,10 +12,10 @@
 //! No body callback is implemented: bodies stream through Envoy untouched.
 
 use crate::bucket_cache::BucketCache;
+use crate::clock::now_ms;
 use crate::config::FilterConfig;
 use crate::header_map::HeaderMap;
 use crate::metrics::FilterMetrics;
-use crate::now_ms;
 use crate::outbox::{Notice, Outbox, Pushed};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -24,6 +24,7 @@ use rendition_shared::hot::HotUrls;
 use rendition_shared::request::{classify, is_internal_header, Bypass};
 use rendition_shared::response::{merge_vary, optimizable, ResponseFacts, ACCEPT_CH};
 use rendition_shared::table::{bucket_lookup, IndexMeta, META_KEY};
+use rendition_shared::wire::{Notify, VariantRef, VARIANT_HEADER};
 use rendition_shared::{
     select, wants_generation, CapabilityMask, ClientProfile, FallbackStep, IndexRecord, KeyId,
     Selection, SourceKey,
@@ -31,8 +32,6 @@ use rendition_shared::{
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// Request header that routes to the sidecar: `{key id hex}/{slot mask hex}`.
-pub const VARIANT_HEADER: &str = "x-rendition-variant";
 /// Debug response header.
 pub const DEBUG_HEADER: &str = "x-rendition";
 
@@ -198,12 +197,13 @@ impl ImageRequest {
                 Outcome::Miss(MissReason::SidecarDown, mask)
             }
             Selection::Variant { slot, step } => {
-                let value = format!("{key}/{:x}", slot.bits());
+                let value = VariantRef { key, slot }.header_value();
                 self.set_http_request_header(VARIANT_HEADER, Some(&value));
                 clear_route_cache();
                 if step.is_fallback() {
                     if wants {
-                        // Seed 004: every fallback hit also asks for the client's own slot.
+                        // A fallback hit also asks for the client's own slot, so the next
+                        // request of this client is an exact hit.
                         self.queue_notice(mask.bits(), None, None);
                     }
                     if self.worker.hot.borrow_mut().record_fallback(&key) {
@@ -219,11 +219,13 @@ impl ImageRequest {
     fn queue_notice(&self, mask: u32, etag: Option<String>, last_modified: Option<String>) {
         let Some(source) = &self.source else { return };
         let notice = Notice {
-            host: source.host.clone(),
-            path: source.path.clone(),
-            mask,
-            etag,
-            last_modified,
+            body: Notify {
+                host: source.host.clone(),
+                path: source.path.clone(),
+                mask,
+                etag,
+                last_modified,
+            },
             key: Some(source.key),
         };
         let pushed = self.worker.outbox.borrow_mut().push(notice, now_ms());

@@ -12,6 +12,7 @@
 //! hook below reports any panic that still happens to Envoy's log before the trap.
 
 pub mod bucket_cache;
+pub mod clock;
 pub mod config;
 pub mod header_map;
 pub mod http;
@@ -19,13 +20,14 @@ pub mod metrics;
 pub mod outbox;
 pub mod sync;
 
+use clock::now_ms;
 use config::PluginConfig;
 use http::{ImageRequest, WorkerState};
 use metrics::FilterMetrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 use sync::IndexSync;
 
 #[cfg(target_arch = "wasm32")]
@@ -62,14 +64,6 @@ fn log(level: LogLevel, message: &str) {
     let _ = proxy_wasm::hostcalls::log(level, message);
 }
 
-/// Host clock in ms since the Unix epoch (0 if the host has none).
-pub(crate) fn now_ms() -> u64 {
-    proxy_wasm::hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl PluginRoot {
     /// Sends what the worker's requests queued, within the in-flight bound.
     fn send_notifies(&self, worker: &WorkerState) {
@@ -83,10 +77,7 @@ impl PluginRoot {
             else {
                 return;
             };
-            let body = match serde_json::to_vec(&notice) {
-                Ok(b) => b,
-                Err(_) => continue,
-            };
+            let body = notice.body.to_json();
             let headers = vec![
                 (":method", "POST"),
                 (":path", "/notify"),

@@ -10,21 +10,15 @@
 //! notice per (URL, mask); and a direct-mapped table that remembers what this worker sent
 //! recently, so a popular image missed by many clients at once costs one notify, not thousands.
 
+use rendition_shared::wire::Notify;
 use rendition_shared::KeyId;
-use serde::Serialize;
 use std::collections::VecDeque;
 
-/// Body of `POST /notify` (the sidecar's `Notify`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A notify waiting to be sent: its body (the contract with the sidecar) and the source's key
+/// id, which the dedup table is keyed on.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notice {
-    pub host: String,
-    pub path: String,
-    pub mask: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_modified: Option<String>,
-    #[serde(skip)]
+    pub body: Notify,
     pub key: Option<KeyId>,
 }
 
@@ -32,7 +26,7 @@ impl Notice {
     fn tag(&self) -> u64 {
         let seed = self.key.map_or(0, KeyId::bucket_seed);
         // Spread the mask over every bit so the masks of one URL land in different slots.
-        seed ^ u64::from(self.mask).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        seed ^ u64::from(self.body.mask).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 }
 
@@ -115,11 +109,13 @@ mod tests {
 
     fn notice(path: &str, mask: u32) -> Notice {
         Notice {
-            host: "h".into(),
-            path: path.into(),
-            mask,
-            etag: None,
-            last_modified: None,
+            body: Notify {
+                host: "h".into(),
+                path: path.into(),
+                mask,
+                etag: None,
+                last_modified: None,
+            },
             key: Some(SourceKey::new("h", path).unwrap().id()),
         }
     }
@@ -131,25 +127,14 @@ mod tests {
         assert_eq!(o.push(notice("/a.jpg", 1), 0), Pushed::Duplicate);
         assert_eq!(o.push(notice("/a.jpg", 9), 0), Pushed::Queued);
         assert_eq!(o.push(notice("/b.jpg", 1), 0), Pushed::Dropped);
-        assert_eq!(o.next(1, 10).unwrap().mask, 1);
+        assert_eq!(o.next(1, 10).unwrap().body.mask, 1);
         o.in_flight = 1;
         assert!(o.next(1, 10).is_none(), "in-flight bound");
         o.in_flight = 0;
-        assert_eq!(o.next(1, 10).unwrap().mask, 9);
+        assert_eq!(o.next(1, 10).unwrap().body.mask, 9);
         assert!(o.is_idle());
         // Sent at 10: a repeat within 1000 ms is a duplicate, after it is queued again.
         assert_eq!(o.push(notice("/a.jpg", 1), 500), Pushed::Duplicate);
         assert_eq!(o.push(notice("/a.jpg", 1), 1_011), Pushed::Queued);
-    }
-
-    #[test]
-    fn body_is_the_sidecars_notify_json() {
-        let mut n = notice("/a.jpg?v=1", 0xFFFF_FFFE);
-        n.etag = Some("\"x\"".into());
-        let json = serde_json::to_string(&n).unwrap();
-        assert_eq!(
-            json,
-            r#"{"host":"h","path":"/a.jpg?v=1","mask":4294967294,"etag":"\"x\""}"#
-        );
     }
 }

@@ -7,9 +7,9 @@
 //! the next one dispatched as soon as a page is applied, a pause of `retry_ms` after a failure
 //! (which also marks the sidecar down in the meta record, so workers stop routing hits).
 
+use crate::clock::now_ms;
 use crate::config::SyncConfig;
 use crate::metrics::SyncMetrics;
-use crate::now_ms;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};
 use rendition_shared::sync::follow;

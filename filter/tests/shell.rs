@@ -191,6 +191,40 @@ fn miss_passes_through_and_notifies_once_the_response_is_a_public_image() {
     assert!(notifies().is_empty());
 }
 
+/// The notify body is the contract's golden bytes (`shared/tests/golden/notify.json`), byte for
+/// byte: the sidecar's tests accept the same file.
+#[test]
+fn the_notify_body_is_the_golden_json() {
+    setup();
+    let request = vec![
+        (":method", "GET"),
+        (":path", "/img/a.jpg?v=2"),
+        (":authority", "shop.example"),
+        ("accept", "image/avif,image/webp,*/*"),
+        ("user-agent", CHROME_DESKTOP),
+    ];
+    exchange(FILTER, 10, &request, |_| {
+        let mut headers = origin_image();
+        headers.push((
+            "last-modified".into(),
+            "Wed, 21 Oct 2026 07:28:00 GMT".into(),
+        ));
+        headers
+    });
+    tick(FILTER);
+    let calls = take_calls();
+    let notify: Vec<_> = calls
+        .iter()
+        .filter(|c| c.header(":path") == Some("/notify"))
+        .collect();
+    assert_eq!(notify.len(), 1);
+    assert_eq!(
+        notify[0].body,
+        include_bytes!("../../shared/tests/golden/notify.json")
+    );
+    assert_eq!(notify[0].header("content-type"), Some("application/json"));
+}
+
 #[test]
 fn without_an_index_sync_every_image_is_a_miss_that_notifies() {
     install_root();

@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rendition_sidecar::pipeline::probe::{check, Limits};
+use rendition_sidecar::pipeline::limits::{check, Limits};
 use rendition_sidecar::pipeline::{color, decode, orient, sniff};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

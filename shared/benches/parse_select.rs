@@ -1,5 +1,5 @@
 //! Parse + select, the per-request cost the filter pays on every image request.
-//! Goal (issue 2): under 1 µs for both together on this machine. `make bench` runs it.
+//! Goal: under 1 µs for both together on this machine (docs/benchmarks.md). `make bench` runs it.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rendition_shared::{select, ClientProfile, IndexRecord, SlotSet};

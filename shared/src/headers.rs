@@ -4,7 +4,7 @@
 //! Runs on every image request inside the wasm filter, so it takes borrowed byte slices,
 //! allocates nothing, and cannot panic on any input (a property test feeds it random bytes).
 //!
-//! The rules, in the order they are applied (DESIGN.md, "Capability mask"):
+//! The rules, in the order they are applied (docs/architecture.md, "The capability mask"):
 //!
 //! * **Format**: `Accept` elements are compared as whole media types, case-insensitively;
 //!   `q=0` refuses a type, and a refusal wins over an acceptance of the same type. Wildcards

@@ -1,16 +1,16 @@
-//! Hot-URL warmup (seed 004): fallback hits counted per URL in a fixed-size table; the URL that
+//! Hot-URL warmup: fallback hits counted per URL in a fixed-size table; the URL that
 //! reaches the threshold gets one warmup notify (mask `0xFFFFFFFE`, the whole matrix).
 //!
 //! The table is direct-mapped on the key id: a slot remembers one URL (a 64-bit tag) and its
 //! count; another URL landing on the same slot takes it over and starts from one. That bounds
 //! memory whatever the URL space (a cache-busting flood only churns slots) at the price of
 //! undercounting under collisions, which only delays a warmup. Each Envoy worker keeps its own
-//! table, like each nginx worker in the seed, so a URL may warm up once per worker; the
+//! table (nothing is shared between workers on the request path), so a URL may warm up once per worker; the
 //! sidecar's dedup makes the extra ones cheap.
 
 use crate::key::KeyId;
 
-/// Default fallback-hit threshold (seed 004 `pagespeed_hot_threshold`).
+/// Default fallback-hit threshold (docs/architecture.md, "Hot URLs").
 pub const DEFAULT_HOT_THRESHOLD: u32 = 5;
 
 #[derive(Clone, Copy, Default)]

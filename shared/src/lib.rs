@@ -5,10 +5,10 @@
 //! (wasm32, per request, where a panic traps the VM) and in the sidecar (native, per source),
 //! and be tested exhaustively on the host.
 //!
-//! * [`mask`]: the 32-bit capability mask, bit for bit as in ModPageSpeed 2.0 (seed 004).
+//! * [`mask`]: the 32-bit capability mask (docs/architecture.md has the bit layout).
 //! * [`headers`]: request headers to a [`ClientProfile`] (mask + accepted formats + reasons).
 //! * [`matrix`]: the 36 + 1 variant slots, their pixel sizes, shared encodes, generation order.
-//! * [`select`]: best-fit selection with the seed's fallback chain.
+//! * [`select`]: best-fit selection with its fallback chain.
 //! * [`key`]: source keys (host + path + normalized query) and their 128-bit ids.
 //! * [`record`]: the 28-byte index record the filter reads from shared data.
 //! * [`request`]: which requests the filter may touch, and the internal header namespace.
@@ -17,6 +17,9 @@
 //! * [`sync`]: following the sidecar's change feed into that table.
 //! * [`hot`]: hot-URL warmup counters.
 //! * [`curve`]: quality-to-score curves and the quality model's training label.
+//! * [`labels`]: the quality model's training data (one JSON line per labelled output).
+//! * [`wire`]: what crosses between filter and sidecar over HTTP: the hit-route header and
+//!   the notify body.
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
@@ -25,6 +28,7 @@ pub mod curve;
 pub mod headers;
 pub mod hot;
 pub mod key;
+pub mod labels;
 pub mod mask;
 pub mod matrix;
 pub mod record;
@@ -33,6 +37,7 @@ pub mod response;
 pub mod select;
 pub mod sync;
 pub mod table;
+pub mod wire;
 
 pub use headers::{AcceptedFormats, ClientProfile, DensityReason, UsedHeaders, ViewportReason};
 pub use key::{KeyError, KeyId, SourceKey};

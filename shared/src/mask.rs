@@ -1,4 +1,4 @@
-//! The 32-bit capability mask (seed 004, bit for bit).
+//! The 32-bit capability mask (layout in docs/architecture.md and `shared/tests/mask_golden.rs`).
 //!
 //! | bits | field             | values                                        |
 //! |------|-------------------|-----------------------------------------------|
@@ -49,7 +49,7 @@ pub enum Density {
 }
 
 /// Transfer encoding: bits 6-7. Images never vary on it (they are already compressed); it is
-/// carried so one mask type serves every resource kind, as in the seed.
+/// carried so one mask type could serve every resource kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum TransferEncoding {
@@ -286,7 +286,7 @@ impl Default for CapabilityMask {
     }
 }
 
-/// `0x09`: two lower-case hex digits with the `0x` prefix, as in the seed and the debug header.
+/// `0x09`: two lower-case hex digits with the `0x` prefix, as in the debug header.
 impl fmt::LowerHex for CapabilityMask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "0x{:02x}", self.0)

@@ -133,7 +133,7 @@ impl FromIterator<CapabilityMask> for SlotSet {
     }
 }
 
-/// Target widths per viewport class at 1x, in pixels; 0 means "do not resize" (seed 004:
+/// Target widths per viewport class at 1x, in pixels; 0 means "do not resize" (defaults
 /// `--mobile-width 480`, `--tablet-width 768`, `--desktop-width 0`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ViewportWidths {
@@ -230,7 +230,7 @@ pub fn plan_encodes(
     jobs
 }
 
-/// Seed 004's proactive switches (`--proactive-image-variants`, `--no-proactive-*-variants`).
+/// The proactive switches (`--proactive-image-variants`, `--no-proactive-*-variants`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProactiveFlags {
     /// Generate siblings at all. Off: only the slot the client asked for.
@@ -241,7 +241,7 @@ pub struct ProactiveFlags {
 }
 
 impl ProactiveFlags {
-    /// The seed's defaults: proactive generation off; each dimension on once it is enabled.
+    /// The defaults: proactive generation off; each dimension on once it is enabled.
     pub const SEED_DEFAULT: ProactiveFlags = ProactiveFlags {
         enabled: false,
         viewport: true,
@@ -258,9 +258,9 @@ impl ProactiveFlags {
 }
 
 /// Slots to generate after a notify for `requested`, the requested slot first, then its
-/// siblings in the seed's loop order (Save-Data off/on, 1x/2x, mobile/tablet/desktop,
+/// siblings in the generation loop's order (Save-Data off/on, 1x/2x, mobile/tablet/desktop,
 /// WebP/AVIF/original). With proactive generation off only the requested slot is returned
-/// (seed 004: "only the exact format requested"). SVG is never in this list: whether a source
+/// (only the exact format requested: the client told us which one it wants). SVG is never in this list: whether a source
 /// gets one depends on its content, which only the sidecar knows.
 pub fn generation_order(requested: CapabilityMask, flags: ProactiveFlags) -> Vec<CapabilityMask> {
     let requested = requested.slot();
@@ -301,7 +301,7 @@ pub fn generation_order(requested: CapabilityMask, flags: ProactiveFlags) -> Vec
     order
 }
 
-/// Every raster slot in the seed's loop order: what a warmup sentinel generates.
+/// Every raster slot in the generation loop's order: what a warmup sentinel generates.
 pub fn full_matrix_order() -> Vec<CapabilityMask> {
     let mut order = generation_order(
         CapabilityMask::DEFAULT.with_format(ImageFormat::Webp),

@@ -1,4 +1,4 @@
-//! Which requests the filter may touch (DESIGN.md step 1), decided without I/O.
+//! Which requests the filter may touch (docs/filter.md, "A request", steps 1-2), decided without I/O.
 //!
 //! A request is a candidate when it is a GET or HEAD, carries no `Authorization` (a response
 //! to a credentialed request may be personal, so it is never stored or served from the store),

@@ -1,4 +1,4 @@
-//! What the filter decides on the response (DESIGN.md step 4) and the headers it adds.
+//! What the filter decides on the response (docs/filter.md, "A request", steps 5-6) and the headers it adds.
 //!
 //! A miss is worth a notify only when the origin's answer is a publicly cacheable image:
 //! 200, `image/*`, no `Set-Cookie`, no `private` / `no-store`, and a declared

@@ -1,4 +1,4 @@
-//! Best-fit selection (seed 004's fallback chain) and the decision to ask for generation.
+//! Best-fit selection (the fallback chain of docs/architecture.md) and the decision to ask for generation.
 //!
 //! For a client profile and the set of stored slots, the chain is:
 //!
@@ -10,7 +10,7 @@
 //! 3. **Format downgrade**: AVIF -> WebP -> original, each at the client's density then at 1x,
 //!    skipping formats the client did not accept.
 //! 4. **Baseline**: original format, 1x, same viewport and Save-Data (the last candidate of 3,
-//!    named apart because the seed does).
+//!    named apart because it is the last format step that keeps the client's viewport).
 //! 5. **Default**: slot `0x08`, the desktop-size optimized original.
 //! 6. Otherwise the **origin** serves the original.
 //!
@@ -53,7 +53,7 @@ impl FallbackStep {
         }
     }
 
-    /// Whether the client got less than its own slot (the seed's "fallback hit").
+    /// Whether the client got less than its own slot (a "fallback hit").
     pub const fn is_fallback(self) -> bool {
         !matches!(self, Self::Svg | Self::Exact)
     }

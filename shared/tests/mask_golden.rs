@@ -1,4 +1,4 @@
-//! Golden table of the capability mask's bits (seed 004) and the seed's worked examples.
+//! Golden table of the capability mask's bits (docs/architecture.md) and its worked examples.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed test
 
@@ -56,7 +56,7 @@ fn golden_bits_encode_and_decode() {
 
 #[test]
 fn default_is_0x08_and_differs_from_decode_zero() {
-    // Seed 004: "CapabilityMask::Decode(0) is not the same as the default constructor."
+    // Decoding 0 is not the default mask: 0 is mobile, the default is desktop.
     assert_eq!(CapabilityMask::default().bits(), 0x08);
     assert_eq!(CapabilityMask::DEFAULT.viewport(), Desktop);
     let zero = CapabilityMask::from_bits(0).unwrap();
@@ -77,7 +77,7 @@ fn seed_0x09_decoded_by_hand() {
 
 #[test]
 fn seed_mobile_chrome_webp_is_0x01() {
-    // Seed 004: "/images/hero.jpg from a mobile Chrome browser uses mask 0x01".
+    // /images/hero.jpg from mobile Chrome (WebP, no AVIF, 1x without a DPR hint) is 0x01.
     let p = ClientProfile::from_headers([
         (&b"User-Agent"[..], &b"Mozilla/5.0 (Linux; Android 10; SM-G973F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/80.0.3987.99 Mobile Safari/537.36"[..]),
         (b"Accept", b"image/webp,image/apng,image/*,*/*;q=0.8"),

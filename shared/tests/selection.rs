@@ -1,4 +1,4 @@
-//! Best-fit selection: the seed-004 fallback chain, step by step.
+//! Best-fit selection: the fallback chain, step by step.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed test
 

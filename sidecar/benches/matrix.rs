@@ -1,6 +1,6 @@
 //! `make bench` (sidecar part). Measured on real photos (benches/fixtures.sh):
 //!
-//! 1. Seed 004's claim: the full matrix from one decode vs a decode (and encode) per
+//! 1. Decode once: the full matrix from one decode vs a decode (and encode) per
 //!    variant, on a 12 MP and a 2 MP photo: wall time and peak RSS of each, each mode run in
 //!    its own process so the peak RSS is its own.
 //! 2. Per-format encode time and bytes at each output width of the 12 MP photo.
@@ -15,7 +15,8 @@
 use rendition_shared::{full_matrix_order, ImageFormat};
 use rendition_sidecar::encode::avif::{AvifEncoder, Libaom};
 use rendition_sidecar::encode::{self, EncodeHints};
-use rendition_sidecar::pipeline::{self, classify::ContentClass, resize, Encoders, Outcome, Rgba};
+use rendition_sidecar::image_types::{ContentClass, Rgba};
+use rendition_sidecar::pipeline::{self, resize, Encoders, Outcome};
 use rendition_sidecar::quality::CodecDials;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,7 +117,7 @@ fn child(mode: &str, file: &Path) {
         widths: Default::default(),
         quality: &dials,
         avif: &avif,
-        // Seed 004's claim is about decode-once with fixed dials: no scoring here.
+        // Decode-once is measured with fixed dials: no scoring here.
         verify: None,
     };
     let order = full_matrix_order();
@@ -305,7 +306,7 @@ fn main() {
     let (two, twelve) = make_inputs();
     let only = std::env::var("RENDITION_BENCH").unwrap_or_default();
     if only.is_empty() || only == "seed" {
-        println!("\n## Seed 004: one decode vs a decode per variant (36 slots, codec dials)\n");
+        println!("\n## One decode vs a decode per variant (36 slots, codec dials)\n");
         println!("| photo | strategy | decodes | encodes | wall time | peak RSS |\n|---|---|---|---|---|---|");
         seed_claim("2 MP (1732x1155)", &two);
         seed_claim("12 MP (4000x3000)", &twelve);

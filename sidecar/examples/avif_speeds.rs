@@ -1,7 +1,8 @@
 //! Bytes and time of one AVIF encode at several libaom speeds: `cargo run --release --example avif_speeds -- FILE`
 use rendition_sidecar::encode::avif::{AvifEncoder, Libaom};
 use rendition_sidecar::encode::EncodeHints;
-use rendition_sidecar::pipeline::{self, classify::ContentClass};
+use rendition_sidecar::image_types::ContentClass;
+use rendition_sidecar::pipeline;
 fn main() {
     let path = std::env::args().nth(1).unwrap_or_default();
     let Ok(p) = pipeline::prepare(

@@ -2,7 +2,7 @@
 //! optional TOML file, then environment variables and flags (`rendition serve --help`), and
 //! validated at start with errors that name the key. No file is needed for the defaults.
 
-use crate::pipeline::probe::Limits;
+use crate::pipeline::limits::Limits;
 use rendition_shared::{ProactiveFlags, ViewportWidths};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address the sidecar listens on (DESIGN.md: 127.0.0.1:8181).
+    /// Address the sidecar listens on (127.0.0.1:8181: next to the app, loopback only).
     pub listen: SocketAddr,
     /// sled database folder.
     pub data_dir: PathBuf,
@@ -50,7 +50,7 @@ impl Default for Config {
     }
 }
 
-/// Which formats use the learned quality model (seed 000) for their first encode.
+/// Which formats use the learned quality model (docs/quality.md) for their first encode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LearnedQualityConfig {
@@ -109,11 +109,12 @@ fn none_is_empty<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok
     s.serialize_str(v.as_deref().unwrap_or_default())
 }
 
-/// Seed 004's worker flags.
+/// The generation switches and variant widths.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VariantsConfig {
-    /// `--proactive-image-variants`: generate siblings from the same decode (off, as in the seed).
+    /// `--proactive-image-variants`: generate siblings from the same decode (off by default:
+    /// only what clients ask for is made).
     pub proactive_image_variants: bool,
     /// Off: `--no-proactive-viewport-variants`.
     pub proactive_viewport_variants: bool,

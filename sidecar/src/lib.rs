@@ -3,13 +3,9 @@
 
 pub mod config;
 pub mod encode;
-pub mod hot_variants;
-pub mod notify_req;
+pub mod image_types;
 pub mod origin;
 pub mod pipeline;
 pub mod quality;
-pub mod report;
-pub mod server;
-pub mod stats;
+pub mod service;
 pub mod store;
-pub mod worker;

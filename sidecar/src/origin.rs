@@ -40,7 +40,7 @@ pub struct Origins {
 }
 
 impl Origins {
-    pub fn new(config: &OriginsConfig, max_bytes: u64) -> Result<Origins, String> {
+    pub fn new(config: &OriginsConfig, max_bytes: u64) -> Result<Origins, reqwest::Error> {
         let policy = if config.follow_redirects {
             // Same origin only, at most 3 hops: a redirect can never point us elsewhere.
             redirect::Policy::custom(|attempt| {
@@ -64,8 +64,7 @@ impl Origins {
             .timeout(Duration::from_millis(config.timeout_ms))
             .connect_timeout(Duration::from_millis(config.timeout_ms.min(2_000)))
             .no_proxy()
-            .build()
-            .map_err(|e| e.to_string())?;
+            .build()?;
         Ok(Origins {
             client,
             config: config.clone(),

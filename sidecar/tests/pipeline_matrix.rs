@@ -7,9 +7,8 @@ mod common;
 use rendition_shared::{full_matrix_order, slot_size, ImageFormat, SlotSet, ViewportWidths};
 use rendition_sidecar::encode::avif::Libaom;
 use rendition_sidecar::encode::Codec;
-use rendition_sidecar::pipeline::{
-    self, classify::ContentClass, sniff::SourceFormat, Encoders, Outcome, Prepared,
-};
+use rendition_sidecar::image_types::{ContentClass, SourceFormat};
+use rendition_sidecar::pipeline::{self, Encoders, Outcome, Prepared};
 use rendition_sidecar::quality::CodecDials;
 
 fn run(bytes: &[u8]) -> (Prepared, Vec<Outcome>) {

@@ -6,7 +6,8 @@ mod common;
 use rendition_shared::{full_matrix_order, CapabilityMask, ViewportWidths};
 use rendition_sidecar::encode::avif::{AvifEncoder, Libaom};
 use rendition_sidecar::encode::{jpeg, webp, Codec, EncodeHints, Encoded};
-use rendition_sidecar::pipeline::{self, classify::ContentClass, Encoders, Outcome, Rgba, Targets};
+use rendition_sidecar::image_types::{ContentClass, Rgba};
+use rendition_sidecar::pipeline::{self, Encoders, Outcome, Targets};
 use rendition_sidecar::quality::verify::{self, Band, Reference};
 use rendition_sidecar::quality::CodecDials;
 

@@ -1,4 +1,4 @@
-//! Security properties of the sidecar tested in-process (issue 7); the same points through
+//! Security properties of the sidecar tested in-process (docs/RELIABILITY.md); the same points through
 //! the real Envoy + filter + sidecar binary are in tests/e2e/security_e2e.py.
 //!
 //! * admin routes (`/stats`, `/metrics`, `/purge`, `/report`, `/report/source/{key}`) from a
@@ -20,7 +20,7 @@ use axum::{Extension, Router};
 use rendition_shared::SourceKey;
 use rendition_sidecar::config::{Config, OriginsConfig};
 use rendition_sidecar::origin::{FetchError, Origins};
-use rendition_sidecar::{server, worker};
+use rendition_sidecar::service::{self, AppState};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ const TOKEN: &str = "0123456789abcdef-security-test";
 
 /// A worker on a fresh store; its queue is never drained unless `run` is set. Its default
 /// origin is never contacted unless `run` is set (port 9 is discard).
-fn worker(name: &str, tweak: impl FnOnce(&mut Config), run: bool) -> Arc<worker::Worker> {
+fn worker(name: &str, tweak: impl FnOnce(&mut Config), run: bool) -> Arc<AppState> {
     let name = format!("security-{name}");
     common::worker(
         &name,
@@ -43,8 +43,8 @@ fn worker(name: &str, tweak: impl FnOnce(&mut Config), run: bool) -> Arc<worker:
 
 /// Serves the router on 127.0.0.1:0, with every request claiming to come from `peer` (the
 /// extension `into_make_service_with_connect_info` sets in production).
-async fn serve_as(w: &Arc<worker::Worker>, peer: SocketAddr) -> SocketAddr {
-    common::serve(server::app(Arc::clone(w)).layer(Extension(ConnectInfo(peer)))).await
+async fn serve_as(w: &Arc<AppState>, peer: SocketAddr) -> SocketAddr {
+    common::serve(service::app(Arc::clone(w)).layer(Extension(ConnectInfo(peer)))).await
 }
 
 async fn admin_statuses(
@@ -315,7 +315,7 @@ async fn a_flood_of_distinct_sources_is_bounded_by_the_queue() {
             StatusCode::TOO_MANY_REQUESTS => refused += 1,
             other => panic!("notify {i}: {other}"),
         }
-        assert!(w.queue_depth() <= 8, "queue_depth {}", w.queue_depth());
+        assert!(w.queue.depth() <= 8, "queue_depth {}", w.queue.depth());
     }
     assert_eq!((accepted, refused), (8, 92));
     let stats: serde_json::Value = client

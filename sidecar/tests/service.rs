@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use rendition_shared::{CapabilityMask, FeedPage, IndexEntry, SourceKey};
 use rendition_sidecar::config::Config;
-use rendition_sidecar::{server, worker};
+use rendition_sidecar::service::{self, AppState};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ async fn origin(hosts_seen: Arc<Mutex<Vec<String>>>) -> SocketAddr {
 
 struct Sidecar {
     addr: SocketAddr,
-    worker: Arc<worker::Worker>,
+    worker: Arc<AppState>,
     client: reqwest::Client,
 }
 
@@ -89,7 +89,7 @@ async fn sidecar(origin: SocketAddr, tweak: impl FnOnce(&mut Config)) -> Sidecar
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(server::serve(Arc::clone(&w), listener));
+    tokio::spawn(service::serve(Arc::clone(&w), listener));
     Sidecar {
         addr,
         worker: w,
@@ -397,6 +397,31 @@ async fn sources_that_must_not_be_optimized_are_refused() {
         sc.notify("/img/rocket.jpg", 0x0c).await,
         StatusCode::BAD_REQUEST,
         "invalid mask"
+    );
+}
+
+/// The filter sends exactly `shared/tests/golden/notify.json` (its shell test checks the
+/// bytes); the sidecar accepts those bytes as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_golden_notify_body_is_accepted() {
+    let o = origin(Arc::new(Mutex::new(Vec::new()))).await;
+    let sc = sidecar(o, |_| {}).await;
+    let response = sc
+        .client
+        .post(format!("http://{}/notify", sc.addr))
+        .header("content-type", "application/json")
+        .body(&include_bytes!("../../shared/tests/golden/notify.json")[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.text().await.unwrap(), "queued\n");
+    let stats = &sc.worker.stats;
+    assert_eq!(
+        stats
+            .notifications_received
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
     );
 }
 

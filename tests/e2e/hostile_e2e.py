@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hostile images end to end (issue 7): the corpus of tests/hostile/make_corpus.py served by the
+"""Hostile images end to end (docs/RELIABILITY.md): the corpus of tests/hostile/make_corpus.py served by the
 test origin, requested through the real Envoy with the filter, processed by the real sidecar.
 
     python3 tests/e2e/hostile_e2e.py [path/to/rendition]
@@ -45,7 +45,7 @@ WEBP_DESKTOP = {"Accept": "image/webp,image/apng,image/*,*/*;q=0.8", "User-Agent
 MEAN_TOL = 8      # levels per channel between the variant's mean colour and the expected one
 SAMPLE_TOL = 40   # per channel at a sampled pixel (quadrant colours are >= 150 levels apart)
 ALPHA_TOL = 10
-# Peak RSS bound. The sidecar's memory-related limits (sidecar/src/pipeline/probe.rs, [limits])
+# Peak RSS bound. The sidecar's memory-related limits (sidecar/src/pipeline/limits.rs, [limits])
 # are max_source_bytes 10 MiB, max_pixels 50 MP (200 MB as one RGBA frame) and
 # max_animation_pixels 200 MP (800 MB of frames); none is a byte budget for the process. The
 # largest source this corpus lets through is 160x120 (77 KB of RGBA), so a correct sidecar
@@ -53,7 +53,7 @@ ALPHA_TOL = 10
 # refused input claims far more if decoded even in part: >= 1 GiB (iCCP and zTXt bombs),
 # 900 MB (900-frame GIF), 17-40 GB (bomb headers, the 65535x65535 GIF frame). 256 MiB is
 # idle + one max_pixels frame with room to spare: a sidecar that decoded any bomb, or a
-# quarter of one max_pixels frame more than it should, fails it (before the fixes of issue 7,
+# quarter of one max_pixels frame more than it should, fails it (before those fixes,
 # the iCCP bomb alone reached 533 MB and the GIF frame bomb 4.2 GB).
 RSS_LIMIT_MIB = 256
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Security checks (issue 7) through the real Envoy 1.40 + filter + `rendition serve` binary and
+"""Security checks (docs/RELIABILITY.md) through the real Envoy 1.40 + filter + `rendition serve` binary and
 a local origin; everything is started and stopped here, on loopback (the admin check also uses
 this machine's own non-loopback address, when it has one).
 
     python3 tests/e2e/security_e2e.py [path/to/rendition]
 
-Where each point of issue 7 is tested (e2e = this file, in-process = sidecar/tests/*.rs):
+Where each security point is tested (e2e = this file, in-process = sidecar/tests/*.rs):
   client-sent internal headers   e2e 5, 3 (forged key across hosts); envoy_e2e.py 3; the sidecar's
                                  own key check: service.rs notify_index_variant_round_trip
   internal routes unreachable    e2e 4

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates the hostile-image corpus (issue 7) deterministically into a directory:
+"""Generates the hostile-image corpus (docs/RELIABILITY.md) deterministically into a directory:
 
     python3 tests/hostile/make_corpus.py OUT_DIR
 

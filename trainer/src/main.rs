@@ -9,19 +9,9 @@
 //! that never reach a target are left out for it. Deterministic: fixed seed, one thread.
 
 use lightgbm3::{Booster, Dataset};
-use rendition_shared::curve::{complete_row, quality_for, ProbeLine, PROBE_POINTS};
-use serde::Deserialize;
-use std::io::BufRead;
+use rendition_shared::curve::{complete_row, quality_for, ProbeLine};
+use rendition_shared::labels::{self, Label};
 use std::process::ExitCode;
-
-#[derive(Deserialize)]
-struct Label {
-    split: String,
-    codec: String,
-    features: Vec<f64>,
-    probe: [(u8, f64); PROBE_POINTS],
-    sweep: Vec<(u8, f64, usize)>,
-}
 
 /// Targets labelled per output, every point from 45 to 95: the sidecar asks for targets
 /// between these (the middle of a band, Save-Data targets), and trees only split between
@@ -58,12 +48,8 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let smoke = args.iter().any(|a| a == "--smoke");
-    let labels: Vec<Label> = match std::fs::File::open(labels_path) {
-        Ok(f) => std::io::BufReader::new(f)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| serde_json::from_str(&l).ok())
-            .collect(),
+    let labels: Vec<Label> = match std::fs::read_to_string(labels_path) {
+        Ok(text) => labels::parse_lines(text.lines()),
         Err(e) => {
             eprintln!("train: {labels_path}: {e}");
             return ExitCode::FAILURE;

@@ -3,19 +3,19 @@
 //! through `ravif` is the fallback when built with the `ravif` feature.
 //!
 //! Photos use 4:2:0 chroma; screenshots and flat art 4:4:4, because subsampled chroma smears
-//! coloured text. Speed 6 as in the seed.
+//! coloured text. Speed 6: the usual server-side trade of encode time against bytes.
 
-use super::{Codec, EncodeHints, Encoded};
-use crate::pipeline::Rgba;
+use super::{Codec, EncodeError, EncodeHints, Encoded};
+use crate::image_types::Rgba;
 
-/// An AVIF encoder. `quality` is libavif's 0-100 scale (100 lossless); seed 004's "libaom
-/// quality 25" is quantizer 25 of 63, i.e. quality 60 here.
+/// An AVIF encoder. `quality` is libavif's 0-100 scale (100 lossless); libaom's quantizer 25 of
+/// 63 is quality 60 here (`quality::avif_quality_for_quantizer`).
 pub trait AvifEncoder: Send + Sync {
     fn name(&self) -> &'static str;
-    fn encode(&self, img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, String>;
+    fn encode(&self, img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, EncodeError>;
 }
 
-/// Encoder speed (0 slowest .. 10 fastest): seed 004 uses 6.
+/// Encoder speed (0 slowest .. 10 fastest).
 pub const SPEED: u8 = 6;
 
 /// libaom via libavif.
@@ -35,10 +35,10 @@ impl AvifEncoder for Libaom {
         "libaom"
     }
 
-    fn encode(&self, img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, String> {
+    fn encode(&self, img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, EncodeError> {
         use libavif::{Encoder, RgbPixels, YuvFormat};
-        let rgb =
-            RgbPixels::new(img.width, img.height, &img.data).map_err(|e| format!("avif: {e:?}"))?;
+        let failed = |e: libavif::Error| EncodeError::new(Codec::Avif, format!("{e:?}"));
+        let rgb = RgbPixels::new(img.width, img.height, &img.data).map_err(failed)?;
         let yuv = if hints.grayscale {
             YuvFormat::Yuv400
         } else if hints.is_graphic() {
@@ -52,7 +52,7 @@ impl AvifEncoder for Libaom {
             .set_alpha_quality(quality.max(75))
             .set_speed(self.speed)
             .set_max_threads(1);
-        let data = enc.encode(&image).map_err(|e| format!("avif: {e:?}"))?;
+        let data = enc.encode(&image).map_err(failed)?;
         Ok(Encoded {
             codec: Codec::Avif,
             bytes: data.to_vec(),
@@ -82,7 +82,7 @@ impl AvifEncoder for Rav1e {
         "rav1e"
     }
 
-    fn encode(&self, img: &Rgba, quality: u8, _hints: EncodeHints) -> Result<Encoded, String> {
+    fn encode(&self, img: &Rgba, quality: u8, _hints: EncodeHints) -> Result<Encoded, EncodeError> {
         use rgb::FromSlice;
         let pixels = img.data.as_rgba();
         let res = ravif::Encoder::new()
@@ -95,7 +95,7 @@ impl AvifEncoder for Rav1e {
                 img.width as usize,
                 img.height as usize,
             ))
-            .map_err(|e| format!("avif (rav1e): {e}"))?;
+            .map_err(|e| EncodeError::new(Codec::Avif, format!("rav1e: {e}")))?;
         Ok(Encoded {
             codec: Codec::Avif,
             bytes: res.avif_file,

@@ -2,12 +2,12 @@
 //! smaller than the `image` crate's encoder at equal quality. Screenshots keep 4:4:4 chroma;
 //! grayscale sources are written as one-channel JPEGs.
 
-use super::{Codec, EncodeHints, Encoded};
-use crate::pipeline::Rgba;
+use super::{Codec, EncodeError, EncodeHints, Encoded};
+use crate::image_types::Rgba;
 use mozjpeg::{ColorSpace, Compress};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-pub fn encode(img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, String> {
+pub fn encode(img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, EncodeError> {
     let run = || -> std::io::Result<Vec<u8>> {
         let mut c = Compress::new(ColorSpace::JCS_EXT_RGBA);
         c.set_size(img.width as usize, img.height as usize);
@@ -32,7 +32,10 @@ pub fn encode(img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, St
             quality,
             lossless: false,
         }),
-        Ok(Err(e)) => Err(format!("jpeg: {e}")),
-        Err(_) => Err("jpeg: encoder failed".to_owned()),
+        Ok(Err(e)) => Err(EncodeError::new(Codec::Jpeg, e.to_string())),
+        Err(_) => Err(EncodeError::new(
+            Codec::Jpeg,
+            "libjpeg stopped with a fatal error",
+        )),
     }
 }

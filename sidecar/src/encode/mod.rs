@@ -7,7 +7,7 @@ pub mod jpeg;
 pub mod png;
 pub mod webp;
 
-use crate::pipeline::classify::ContentClass;
+use crate::image_types::ContentClass;
 use serde::Serialize;
 
 /// The codec that produced a variant.
@@ -44,6 +44,30 @@ impl Codec {
 
     pub const fn name(self) -> &'static str {
         self.extension()
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why an encoder produced nothing. The encoders are deterministic: the same pixels and
+/// settings fail the same way again, so the reason is worth keeping with the slot.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{codec} encoder: {reason}")]
+pub struct EncodeError {
+    pub codec: Codec,
+    pub reason: String,
+}
+
+impl EncodeError {
+    pub fn new(codec: Codec, reason: impl Into<String>) -> EncodeError {
+        EncodeError {
+            codec,
+            reason: reason.into(),
+        }
     }
 }
 

@@ -2,13 +2,16 @@
 //! lossy with sharp YUV (RGB->YUV that keeps coloured edges crisp) *and* a lossless candidate,
 //! keeping the smaller: flat art is often smaller lossless than lossy at a good quality.
 
-use super::{Codec, EncodeHints, Encoded};
-use crate::pipeline::decode::Frame;
-use crate::pipeline::Rgba;
+use super::{Codec, EncodeError, EncodeHints, Encoded};
+use crate::image_types::{Frame, Rgba};
 use webp::{AnimEncoder, AnimFrame, Encoder, WebPConfig};
 
-fn config(quality: u8, hints: EncodeHints, lossless: bool) -> Result<WebPConfig, String> {
-    let mut c = WebPConfig::new().map_err(|()| "webp: config init failed".to_owned())?;
+fn failed(reason: impl Into<String>) -> EncodeError {
+    EncodeError::new(Codec::Webp, reason)
+}
+
+fn config(quality: u8, hints: EncodeHints, lossless: bool) -> Result<WebPConfig, EncodeError> {
+    let mut c = WebPConfig::new().map_err(|()| failed("config init failed"))?;
     c.quality = f32::from(quality);
     c.method = 4;
     if lossless {
@@ -21,11 +24,11 @@ fn config(quality: u8, hints: EncodeHints, lossless: bool) -> Result<WebPConfig,
     Ok(c)
 }
 
-pub fn encode(img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, String> {
+pub fn encode(img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, EncodeError> {
     let enc = Encoder::from_rgba(&img.data, img.width, img.height);
     let lossy = enc
         .encode_advanced(&config(quality, hints, false)?)
-        .map_err(|e| format!("webp: {e:?}"))?;
+        .map_err(|e| failed(format!("{e:?}")))?;
     let mut best = Encoded {
         codec: Codec::Webp,
         bytes: lossy.to_vec(),
@@ -49,13 +52,13 @@ pub fn encode(img: &Rgba, quality: u8, hints: EncodeHints) -> Result<Encoded, St
 
 /// Lossy at libwebp's fastest method (0), no sharp YUV: the quality model's probe, which only
 /// needs scores that rank images like the production settings do.
-pub fn encode_fastest(img: &Rgba, quality: u8) -> Result<Encoded, String> {
-    let mut c = WebPConfig::new().map_err(|()| "webp: config init failed".to_owned())?;
+pub fn encode_fastest(img: &Rgba, quality: u8) -> Result<Encoded, EncodeError> {
+    let mut c = WebPConfig::new().map_err(|()| failed("config init failed"))?;
     c.quality = f32::from(quality);
     c.method = 0;
     let bytes = Encoder::from_rgba(&img.data, img.width, img.height)
         .encode_advanced(&c)
-        .map_err(|e| format!("webp: {e:?}"))?;
+        .map_err(|e| failed(format!("{e:?}")))?;
     Ok(Encoded {
         codec: Codec::Webp,
         bytes: bytes.to_vec(),
@@ -65,11 +68,11 @@ pub fn encode_fastest(img: &Rgba, quality: u8) -> Result<Encoded, String> {
 }
 
 /// Lossless only (the fallback for screenshots whose lossy encodes stay under the band).
-pub fn encode_lossless(img: &Rgba, hints: EncodeHints) -> Result<Encoded, String> {
+pub fn encode_lossless(img: &Rgba, hints: EncodeHints) -> Result<Encoded, EncodeError> {
     let enc = Encoder::from_rgba(&img.data, img.width, img.height);
     let bytes = enc
         .encode_advanced(&config(100, hints, true)?)
-        .map_err(|e| format!("webp: {e:?}"))?;
+        .map_err(|e| failed(format!("{e:?}")))?;
     Ok(Encoded {
         codec: Codec::Webp,
         bytes: bytes.to_vec(),
@@ -84,8 +87,10 @@ pub fn encode_animation(
     frames: &[Frame],
     quality: u8,
     hints: EncodeHints,
-) -> Result<Encoded, String> {
-    let first = frames.first().ok_or("webp: animation without frames")?;
+) -> Result<Encoded, EncodeError> {
+    let first = frames
+        .first()
+        .ok_or_else(|| failed("animation without frames"))?;
     let lossless = hints.is_graphic();
     let cfg = config(quality, hints, lossless)?;
     let mut enc = AnimEncoder::new(first.image.width, first.image.height, &cfg);
@@ -102,7 +107,7 @@ pub fn encode_animation(
     }
     let bytes = enc
         .try_encode()
-        .map_err(|e| format!("webp animation: {e:?}"))?
+        .map_err(|e| failed(format!("animation: {e:?}")))?
         .to_vec();
     Ok(Encoded {
         codec: Codec::Webp,

@@ -4,7 +4,7 @@
 //! Metadata is dropped here too: nothing after this step carries EXIF, XMP or ICC.
 
 use super::decode::Decoded;
-use super::Rgba;
+use crate::image_types::Rgba;
 use lcms2::{Intent, PixelFormat, Profile, Transform};
 
 /// Returns sRGB pixels. Profiles that fail to parse are ignored (the pixels are taken as

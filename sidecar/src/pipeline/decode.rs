@@ -7,18 +7,11 @@
 //! decode the way browsers do. PNG, GIF and WebP go through the `image` crate. 16-bit and
 //! palette PNGs (with tRNS) come out as 8-bit RGBA.
 
-use super::sniff::SourceFormat;
-use super::{Refusal, Rgba};
+use super::refusal::Refusal;
+use crate::image_types::{Frame, Rgba, SourceFormat};
 use mozjpeg::{ColorSpace, Decompress, Marker, ALL_MARKERS};
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-
-/// One frame of an animation, full canvas, with its display time.
-#[derive(Clone, Debug)]
-pub struct Frame {
-    pub image: Rgba,
-    pub delay_ms: u32,
-}
 
 /// A decoded source.
 #[derive(Clone, Debug)]

@@ -2,7 +2,7 @@
 //! pixel with the neighbours within +-`SIGMA` of it. Grain is averaged away, edges (larger
 //! steps) are kept. Encoders spend most of their bytes on grain nobody wants to keep.
 
-use super::Rgba;
+use crate::image_types::Rgba;
 
 const SIGMA: i16 = 20;
 

@@ -1,7 +1,7 @@
 //! Step 5a, orient: apply the EXIF orientation so the pixels stand the way a browser shows
 //! them. Variants carry no metadata, so the rotation must be baked in.
 
-use super::Rgba;
+use crate::image_types::Rgba;
 
 /// The orientation tag (1-8) of raw EXIF (TIFF) bytes; 1 when absent or unreadable.
 pub fn exif_orientation(exif: &[u8]) -> u8 {

@@ -1,9 +1,10 @@
 //! Step 8, resize: once per distinct output size, with fast_image_resize (SIMD convolution,
 //! alpha premultiplied during the resize so transparent edges keep no dark fringe). Lanczos3,
 //! like imgproxy: the kernel widens with the scale factor, so a 4000->480 downscale averages
-//! every source pixel (no aliasing), and stays sharper than the seed's area filter.
+//! every source pixel (no aliasing), and stays sharper than an area (box) filter.
 
-use super::{Refusal, Rgba};
+use super::refusal::Refusal;
+use crate::image_types::Rgba;
 use fast_image_resize::{
     images::Image, images::ImageRef, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer,
 };

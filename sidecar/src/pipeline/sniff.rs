@@ -1,37 +1,8 @@
 //! Step 2, sniff: the source format from its magic bytes. Extensions and Content-Type lie
 //! (an HTML error page served as `image/jpeg` is common), the first bytes do not.
 
-use super::Refusal;
-
-/// Formats the pipeline decodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceFormat {
-    Jpeg,
-    Png,
-    Gif,
-    Webp,
-}
-
-impl SourceFormat {
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Jpeg => "jpeg",
-            Self::Png => "png",
-            Self::Gif => "gif",
-            Self::Webp => "webp",
-        }
-    }
-
-    pub const fn content_type(self) -> &'static str {
-        match self {
-            Self::Jpeg => "image/jpeg",
-            Self::Png => "image/png",
-            Self::Gif => "image/gif",
-            Self::Webp => "image/webp",
-        }
-    }
-}
+use super::refusal::Refusal;
+use crate::image_types::SourceFormat;
 
 /// Identifies the format, or refuses with what the bytes look like instead.
 pub fn sniff(bytes: &[u8]) -> Result<SourceFormat, Refusal> {

@@ -13,13 +13,23 @@
 //! * **small**: fewer bytes than the smallest full-size raster variant made for the source
 //!   (else the raster is the better answer even where SVG is accepted).
 
-use super::{classify::ContentClass, Prepared, Rgba};
+use super::prepare::Prepared;
+use crate::image_types::{ContentClass, Rgba};
 use resvg::{tiny_skia, usvg};
 
 pub const MAX_MEAN_ERROR: f64 = 3.0;
 pub const BAD_PIXEL_DIFF: u8 = 64;
 pub const MAX_BAD_SHARE: f64 = 0.01;
 pub const MAX_PIXELS: u64 = 1_000_000;
+
+/// Why tracing or checking an SVG failed (not why a source gets none: that is [`eligible`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VectorizeError {
+    #[error("vtracer: {0}")]
+    Trace(String),
+    #[error("the traced SVG does not render: {0}")]
+    Render(String),
+}
 
 /// Why a source gets no SVG attempt, or `Ok` when it does.
 pub fn eligible(p: &Prepared) -> Result<(), &'static str> {
@@ -39,16 +49,20 @@ pub fn eligible(p: &Prepared) -> Result<(), &'static str> {
 }
 
 /// Traces the image into an SVG document.
-pub fn vectorize(img: &Rgba) -> Result<String, String> {
+pub fn vectorize(img: &Rgba) -> Result<String, VectorizeError> {
     let mut config = vtracer::Config::from_preset(vtracer::Preset::Poster);
     config.path_precision = Some(1);
-    let pipeline = config.build().map_err(|e| format!("vtracer: {e}"))?;
+    let pipeline = config
+        .build()
+        .map_err(|e| VectorizeError::Trace(e.to_string()))?;
     let image = vtracer::ColorImage {
         pixels: img.data.clone(),
         width: img.width as usize,
         height: img.height as usize,
     };
-    pipeline.to_svg(&image).map_err(|e| format!("vtracer: {e}"))
+    pipeline
+        .to_svg(&image)
+        .map_err(|e| VectorizeError::Trace(e.to_string()))
 }
 
 /// How close the rendered SVG is to the reference.
@@ -65,11 +79,11 @@ impl Fidelity {
 }
 
 /// Renders `svg` at the reference's size and compares premultiplied RGBA.
-pub fn fidelity(svg: &str, reference: &Rgba) -> Result<Fidelity, String> {
+pub fn fidelity(svg: &str, reference: &Rgba) -> Result<Fidelity, VectorizeError> {
     let tree = usvg::Tree::from_str(svg, &usvg::Options::default())
-        .map_err(|e| format!("svg parse: {e}"))?;
-    let mut pixmap =
-        tiny_skia::Pixmap::new(reference.width, reference.height).ok_or("svg: empty canvas")?;
+        .map_err(|e| VectorizeError::Render(e.to_string()))?;
+    let mut pixmap = tiny_skia::Pixmap::new(reference.width, reference.height)
+        .ok_or_else(|| VectorizeError::Render("empty canvas".into()))?;
     let size = tree.size();
     let transform = tiny_skia::Transform::from_scale(
         reference.width as f32 / size.width(),

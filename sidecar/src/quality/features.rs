@@ -8,9 +8,8 @@
 //! The order is the model's input layout: `FEATURE_NAMES[i]` is column `i` of the training
 //! data (`rendition label`) and of every prediction. Changing it means retraining (`make train`).
 
-use crate::pipeline::classify::{self, ContentClass, ImageStats};
-use crate::pipeline::sniff::SourceFormat;
-use crate::pipeline::Rgba;
+use crate::image_types::classify::{self, ContentClass, ImageStats};
+use crate::image_types::{Rgba, SourceFormat};
 use rendition_shared::curve::{complete_row, ProbeLine, PROBE_POINTS, TARGET_COLUMNS};
 
 /// The per-output columns; the probe and target columns follow them

@@ -1,4 +1,4 @@
-//! Quality: which encoder quality a variant is first encoded at ([`QualityPolicy`]: seed 004's
+//! Quality: which encoder quality a variant is first encoded at ([`QualityPolicy`]: the fixed
 //! codec dials, or the learned model), and the SSIMULACRA2 verification that re-encodes until
 //! the score is in the band ([`verify`]).
 
@@ -45,7 +45,7 @@ pub trait QualityPolicy: Send + Sync {
 /// first encodes in the band and saves about 1.3% of the bytes (docs/quality.md).
 pub const AIM_IN_BAND: f64 = 0.45;
 
-/// Seed 000: one LightGBM regressor per format predicts the quality that reaches the target,
+/// The learned policy: one LightGBM regressor per format predicts the quality that reaches the target,
 /// so the first encode usually lands in the band. A format whose model is off (the
 /// `--no-learned-quality-*` flags) or absent uses the codec dials.
 #[derive(Clone, Copy, Debug)]
@@ -113,9 +113,10 @@ impl QualityPolicy for LearnedQuality {
     }
 }
 
-/// Seed 004's fixed dials: WebP 75 (50 with Save-Data), AVIF libaom quantizer 25 (35 with
-/// Save-Data) = libavif quality 60 (44), JPEG 85. The seed gives no Save-Data JPEG dial; we
-/// use 50, mod_pagespeed's default `JpegQualityForSaveData`.
+/// The fixed codec dials: WebP 75 (50 with Save-Data), AVIF libaom quantizer 25 (35 with
+/// Save-Data) = libavif quality 60 (44), JPEG 85 (50 with Save-Data). These are the common
+/// defaults of image optimizers (docs/architecture.md, "Where the numbers come from"); they
+/// are the starting point when the learned model is off, and the baseline `make eval` beats.
 #[derive(Clone, Copy, Debug)]
 pub struct CodecDials {
     pub webp: u8,

@@ -18,11 +18,11 @@
 //! The label tool (`rendition label`) computes the same probe, so training and serving see the
 //! same feature.
 
-use super::verify::{self, Reference};
+use super::verify::VerifyError;
+use super::verify::{self, Reference, ScoreError};
 use crate::encode::avif::{AvifEncoder, Libaom};
-use crate::encode::{jpeg, webp, Codec, EncodeHints, Encoded};
-use crate::pipeline::classify::ContentClass;
-use crate::pipeline::Rgba;
+use crate::encode::{jpeg, webp, Codec, EncodeError, EncodeHints, Encoded};
+use crate::image_types::{ContentClass, Rgba};
 use rendition_shared::curve::{ProbeLine, PROBE_POINTS};
 
 /// Side of one mosaic tile.
@@ -57,7 +57,7 @@ pub fn encode_lossy(
     quality: u8,
     hints: EncodeHints,
     avif: &dyn AvifEncoder,
-) -> Result<Encoded, String> {
+) -> Result<Encoded, EncodeError> {
     let lossy_hints = EncodeHints {
         class: ContentClass::Photo,
         ..hints
@@ -74,7 +74,7 @@ pub fn encode_lossy(
         ),
         Codec::Avif => avif.encode(img, quality, hints),
         Codec::Jpeg => jpeg::encode(img, quality, hints),
-        Codec::Png | Codec::Svg => Err(format!("{} is not lossy", codec.name())),
+        Codec::Png | Codec::Svg => Err(EncodeError::new(codec, "not a lossy format")),
     }
 }
 
@@ -119,7 +119,7 @@ fn encode_fast(
     img: &Rgba,
     quality: u8,
     hints: EncodeHints,
-) -> Result<Encoded, String> {
+) -> Result<Encoded, EncodeError> {
     match codec {
         Codec::Webp => webp::encode_fastest(img, quality),
         Codec::Avif => Libaom {
@@ -127,7 +127,7 @@ fn encode_fast(
         }
         .encode(img, quality, hints),
         Codec::Jpeg => jpeg::encode(img, quality, hints),
-        Codec::Png | Codec::Svg => Err(format!("{} is not lossy", codec.name())),
+        Codec::Png | Codec::Svg => Err(EncodeError::new(codec, "not a lossy format")),
     }
 }
 
@@ -138,15 +138,15 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub fn new(output: &Rgba) -> Result<Probe, String> {
+    pub fn new(output: &Rgba) -> Result<Probe, VerifyError> {
         let pixels = mosaic(output);
         let reference = Reference::new(&pixels)?;
         Ok(Probe { pixels, reference })
     }
 
     /// The mosaic encoded at [`qualities`]`(codec)` and scored, low quality first.
-    pub fn scores(&self, codec: Codec, hints: EncodeHints) -> Result<ProbeLine, String> {
-        let qs = qualities(codec).ok_or_else(|| format!("{} has no probe", codec.name()))?;
+    pub fn scores(&self, codec: Codec, hints: EncodeHints) -> Result<ProbeLine, VerifyError> {
+        let qs = qualities(codec).ok_or(VerifyError::Score(ScoreError::NotScored(codec)))?;
         let mut points = [(0, 0.0); PROBE_POINTS];
         for (point, q) in points.iter_mut().zip(qs) {
             let encoded = encode_fast(codec, &self.pixels, q, hints)?;

@@ -1,6 +1,6 @@
 //! Step 10b: every lossy variant is scored with SSIMULACRA2 against the resized pixels it was
 //! encoded from, decoded the way browsers decode it, and re-encoded until it lands in the band
-//! (seed 002).
+//! (docs/quality.md).
 //!
 //! * Band `[t - 0.6 tol, t + 1.6 tol]`, `tol = 5`: `[67, 78]` at the default target 70. It is
 //!   lopsided on purpose: a little under the target looks worse, a little over only costs bytes.
@@ -21,8 +21,8 @@
 //!   [`STRIP_PIXELS`] the reference is not precomputed and each comparison runs in strips, which
 //!   bounds the working set; and one such large comparison runs at a time (a process-wide lock).
 
-use crate::encode::{Codec, Encoded};
-use crate::pipeline::Rgba;
+use crate::encode::{Codec, EncodeError, Encoded};
+use crate::image_types::Rgba;
 use fast_ssim2::{PixelDescriptor, PixelSlice, Ssimulacra2Config, Ssimulacra2Reference};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
@@ -31,7 +31,7 @@ use std::sync::Mutex;
 pub const TOLERANCE: f64 = 5.0;
 /// Encodes per variant at most.
 pub const MAX_ATTEMPTS: usize = 4;
-/// Quality step between attempts (seed 002), the smallest move the search makes.
+/// Quality step between attempts, the smallest move the search makes.
 pub const STEP: u8 = 5;
 /// The largest move between two attempts, when the score is far from the target.
 pub const MAX_STEP: u8 = 25;
@@ -40,6 +40,29 @@ pub const STRIP_PIXELS: u64 = 4_000_000;
 const STRIPS: usize = 8;
 
 static LARGE_COMPARISONS: Mutex<()> = Mutex::new(());
+
+/// Why a candidate could not be scored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScoreError {
+    /// The metric refused the pixels (a size mismatch, a buffer it cannot read).
+    #[error("ssimulacra2: {0}")]
+    Metric(String),
+    /// The candidate does not decode with the decoder a browser would use.
+    #[error("{codec} candidate does not decode: {reason}")]
+    Decode { codec: Codec, reason: String },
+    /// Only lossy formats are scored.
+    #[error("{0} is not scored")]
+    NotScored(Codec),
+}
+
+/// Why a verified encode (or the model's probe) produced nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error(transparent)]
+    Score(#[from] ScoreError),
+}
 
 /// The acceptable score range around a target.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,8 +87,8 @@ impl Band {
     }
 }
 
-/// Lowest encoder quality the search may try, per codec: seed 002's floors (WebP and AVIF 0,
-/// JPEG 1). A lower Save-Data target must be reachable on flat art, whose scores stay high
+/// Lowest encoder quality the search may try, per codec: the bottom of each scale (WebP and
+/// AVIF 0, JPEG 1). A lower Save-Data target must be reachable on flat art, whose scores stay high
 /// down to the lowest qualities.
 pub const fn floor(codec: Codec) -> u8 {
     match codec {
@@ -89,12 +112,17 @@ enum RefKind {
     Strips(Vec<u8>),
 }
 
-fn slice<'a>(data: &'a [u8], w: u32, h: u32, d: PixelDescriptor) -> Result<PixelSlice<'a>, String> {
-    PixelSlice::new(data, w, h, w as usize * 4, d).map_err(|e| format!("ssimulacra2: {e}"))
+fn slice<'a>(
+    data: &'a [u8],
+    w: u32,
+    h: u32,
+    d: PixelDescriptor,
+) -> Result<PixelSlice<'a>, ScoreError> {
+    PixelSlice::new(data, w, h, w as usize * 4, d).map_err(|e| ScoreError::Metric(e.to_string()))
 }
 
 impl Reference {
-    pub fn new(img: &Rgba) -> Result<Reference, String> {
+    pub fn new(img: &Rgba) -> Result<Reference, ScoreError> {
         let descriptor = if img.is_opaque() {
             PixelDescriptor::RGBX8_SRGB
         } else {
@@ -106,7 +134,7 @@ impl Reference {
         } else {
             let s = slice(&img.data, img.width, img.height, descriptor)?;
             RefKind::Precomputed(Box::new(
-                Ssimulacra2Reference::new(&s).map_err(|e| format!("ssimulacra2: {e}"))?,
+                Ssimulacra2Reference::new(&s).map_err(|e| ScoreError::Metric(e.to_string()))?,
             ))
         };
         Ok(Reference {
@@ -118,12 +146,12 @@ impl Reference {
     }
 
     /// SSIMULACRA2 of decoded RGBA pixels of the same size (100 = identical).
-    pub fn score(&self, rgba: &[u8], width: u32, height: u32) -> Result<f64, String> {
+    pub fn score(&self, rgba: &[u8], width: u32, height: u32) -> Result<f64, ScoreError> {
         if (width, height) != (self.width, self.height) {
-            return Err(format!(
-                "ssimulacra2: candidate is {width}x{height}, reference {}x{}",
+            return Err(ScoreError::Metric(format!(
+                "candidate is {width}x{height}, reference {}x{}",
                 self.width, self.height
-            ));
+            )));
         }
         let candidate = slice(rgba, width, height, self.descriptor)?;
         let score = match &self.kind {
@@ -138,18 +166,19 @@ impl Reference {
                 )
             }
         };
-        score.map_err(|e| format!("ssimulacra2: {e}"))
+        score.map_err(|e| ScoreError::Metric(e.to_string()))
     }
 }
 
 /// Decodes a candidate the way a browser would, to RGBA.
-pub fn decode_as_browser(codec: Codec, bytes: &[u8]) -> Result<Rgba, String> {
+pub fn decode_as_browser(codec: Codec, bytes: &[u8]) -> Result<Rgba, ScoreError> {
+    let undecodable = |reason: String| ScoreError::Decode { codec, reason };
     let rgba = match codec {
         Codec::Jpeg => decode_jpeg(bytes)?,
         Codec::Webp => {
             let img = webp::Decoder::new(bytes)
                 .decode()
-                .ok_or("webp: candidate does not decode")?;
+                .ok_or_else(|| undecodable("libwebp refused it".into()))?;
             let (w, h) = (img.width(), img.height());
             let data = if img.is_alpha() {
                 img.to_vec()
@@ -165,22 +194,22 @@ pub fn decode_as_browser(codec: Codec, bytes: &[u8]) -> Result<Rgba, String> {
             }
         }
         Codec::Avif => {
-            let px = libavif::decode_rgb(bytes).map_err(|e| format!("avif: {e:?}"))?;
+            let px = libavif::decode_rgb(bytes).map_err(|e| undecodable(format!("{e:?}")))?;
             Rgba {
                 width: px.width(),
                 height: px.height(),
                 data: px.to_vec(),
             }
         }
-        Codec::Png | Codec::Svg => return Err(format!("{} is not scored", codec.name())),
+        Codec::Png | Codec::Svg => return Err(ScoreError::NotScored(codec)),
     };
     if rgba.data.len() != rgba.width as usize * rgba.height as usize * 4 {
-        return Err(format!("{}: decoded a short image", codec.name()));
+        return Err(undecodable("decoded a short image".into()));
     }
     Ok(rgba)
 }
 
-fn decode_jpeg(bytes: &[u8]) -> Result<Rgba, String> {
+fn decode_jpeg(bytes: &[u8]) -> Result<Rgba, ScoreError> {
     // libjpeg reports fatal errors by unwinding through the mozjpeg crate.
     let result = catch_unwind(AssertUnwindSafe(|| -> std::io::Result<Rgba> {
         let d = mozjpeg::Decompress::new_mem(bytes)?;
@@ -196,8 +225,14 @@ fn decode_jpeg(bytes: &[u8]) -> Result<Rgba, String> {
     }));
     match result {
         Ok(Ok(img)) => Ok(img),
-        Ok(Err(e)) => Err(format!("jpeg: {e}")),
-        Err(_) => Err("jpeg: candidate does not decode".into()),
+        Ok(Err(e)) => Err(ScoreError::Decode {
+            codec: Codec::Jpeg,
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(ScoreError::Decode {
+            codec: Codec::Jpeg,
+            reason: "libjpeg stopped with a fatal error".into(),
+        }),
     }
 }
 
@@ -215,7 +250,7 @@ pub struct Verified {
 }
 
 /// Scores one candidate.
-pub fn score_encoded(reference: &Reference, encoded: &Encoded) -> Result<f64, String> {
+pub fn score_encoded(reference: &Reference, encoded: &Encoded) -> Result<f64, ScoreError> {
     if encoded.lossless {
         return Ok(100.0);
     }
@@ -229,8 +264,8 @@ pub fn search(
     codec: Codec,
     first: u8,
     reference: &Reference,
-    mut encode: impl FnMut(u8) -> Result<Encoded, String>,
-) -> Result<Verified, String> {
+    mut encode: impl FnMut(u8) -> Result<Encoded, EncodeError>,
+) -> Result<Verified, VerifyError> {
     let floor = floor(codec);
     let mut q = first.clamp(floor, 100);
     let mut tried: Vec<(u8, f64, Encoded)> = Vec::with_capacity(MAX_ATTEMPTS);

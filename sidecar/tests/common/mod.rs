@@ -222,15 +222,18 @@ pub fn flat_logo_png() -> Vec<u8> {
     png(&img)
 }
 
-/// A worker on a fresh store in a temp dir of its own (`name` tells the tests of one process
-/// apart), configured by `tweak`. With `run`, its jobs run; without, its queue stays open but is
-/// never drained (a closed queue would refuse every job), so notifies are accepted and kept.
+/// The service state on a fresh store in a temp dir of its own (`name` tells the tests of one
+/// process apart), configured by `tweak`. With `run`, its workers run; without, its queue stays
+/// open but is never drained (a closed queue would refuse every job), so notifies are accepted
+/// and kept.
 pub fn worker(
     name: &str,
     tweak: impl FnOnce(&mut rendition_sidecar::config::Config),
     run: bool,
-) -> std::sync::Arc<rendition_sidecar::worker::Worker> {
+) -> std::sync::Arc<rendition_sidecar::service::AppState> {
+    use rendition_sidecar::service::{work, AppState};
     use rendition_sidecar::{config::Config, encode::avif, quality::CodecDials, store::Store};
+    use std::sync::Arc;
     let dir = std::env::temp_dir().join(format!("rendition-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = Config {
@@ -239,20 +242,19 @@ pub fn worker(
     };
     tweak(&mut config);
     config.validate().unwrap();
-    let store = std::sync::Arc::new(Store::open(&dir, config.cache_size_bytes).unwrap());
-    let (w, rx) = rendition_sidecar::worker::Worker::new(
-        config,
-        store,
-        Box::new(CodecDials::default()),
-        avif::default_encoder(),
-    )
-    .unwrap();
+    let store = Arc::new(Store::open(&dir, config.cache_size_bytes).unwrap());
+    let (state, rx) = AppState::new(config, store).unwrap();
     if run {
-        rendition_sidecar::worker::run_workers(std::sync::Arc::clone(&w), rx);
+        let worker = work::Worker {
+            state: Arc::clone(&state),
+            quality: Box::new(CodecDials::default()),
+            avif: avif::default_encoder(),
+        };
+        work::run_workers(Arc::new(worker), rx);
     } else {
         std::mem::forget(rx);
     }
-    w
+    state
 }
 
 /// Serves `app` on 127.0.0.1 at a free port, until the test's runtime ends.

@@ -1,30 +1,31 @@
 //! `rendition label` and `rendition eval`: the quality model's training data and its
-//! evaluation (issue 5). Both run the real pipeline: prepare (decode, orient, sRGB), resize,
+//! evaluation (docs/quality.md). Both run the real pipeline: prepare (decode, orient, sRGB), resize,
 //! encode with the real codecs, decode like a browser, score with SSIMULACRA2.
 //!
 //! * `label` sweeps each (image, output width, format) over a quality grid and writes one JSON
 //!   line with the output's features and the (quality, score, bytes) curve. `make train`
 //!   turns the curves into (features, target) -> quality rows for targets 50..90.
 //! * `eval` takes the held-out images of the same file and measures, per format and target,
-//!   the learned first guess plus verification against: an oracle search, seed 004's fixed
-//!   dials, and one global quality per format.
+//!   the learned first guess plus verification against: an oracle search, the codec dials
+//!   (fixed qualities), and one global quality per format.
 
 use clap::Args;
-use rendition_shared::curve::{quality_for, value_at, Point, PROBE_POINTS};
+use rendition_shared::curve::{quality_for, value_at, Point};
+use rendition_shared::labels::{self, split_of, Label};
 use rendition_sidecar::encode::{avif, Codec, EncodeHints};
-use rendition_sidecar::pipeline::{self, resize, sniff::SourceFormat, Rgba};
+use rendition_sidecar::image_types::{classify, Rgba, SourceFormat};
+use rendition_sidecar::pipeline::{self, resize};
 use rendition_sidecar::quality::features::{OutputFeatures, FEATURE_NAMES};
 use rendition_sidecar::quality::probe::{encode_lossy as encode, Probe};
 use rendition_sidecar::quality::verify::{self, Band, Reference};
 use rendition_sidecar::quality::{CodecDials, LearnedQuality, QualityPolicy};
-use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Encoder qualities of the sweep, every 5 from the lowest floor (1, seed 002): between grid
+/// Encoder qualities of the sweep, every 5 from the lowest floor (1): between grid
 /// points the label is a linear interpolation, and coarser steps put interpolation error into
 /// the labels.
 pub const GRID: [u8; 21] = [
@@ -64,35 +65,6 @@ pub struct EvalArgs {
     out: Option<PathBuf>,
     #[arg(long, default_value_t = 2)]
     jobs: usize,
-}
-
-/// One labelled output.
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct Label {
-    pub image: String,
-    /// "train" or "test", by a hash of the source file name (crops of one photo stay together).
-    pub split: String,
-    pub codec: String,
-    pub width: u32,
-    pub height: u32,
-    pub features: Vec<f64>,
-    /// The probe's (quality, score) points: the trainer fills the target columns from them.
-    pub probe: [(u8, f64); PROBE_POINTS],
-    /// (quality, score, bytes) over [`GRID`].
-    pub sweep: Vec<(u8, f64, usize)>,
-}
-
-pub fn split_of(name: &str) -> &'static str {
-    // The source, not the crop: "abcd1234-name.jpg" and its crops share the prefix.
-    let base = name.split('@').next().unwrap_or(name);
-    let h = base.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    if h % 4 == 0 {
-        "test"
-    } else {
-        "train"
-    }
 }
 
 fn files(inputs: &[PathBuf]) -> Vec<PathBuf> {
@@ -148,13 +120,13 @@ fn sources(path: &std::path::Path) -> Vec<(String, pipeline::Prepared)> {
                 height: h,
                 data,
             };
-            let stats = pipeline::classify::stats(&crop);
+            let stats = classify::stats(&crop);
             out.push((
                 format!("{name}@{tag}"),
                 pipeline::Prepared {
                     image: crop,
                     stats,
-                    class: pipeline::classify::classify(&stats),
+                    class: classify::classify(&stats),
                     notes: vec![],
                     frames: None,
                     ..clone_meta(&p)
@@ -319,12 +291,8 @@ type SweepsByOutput = std::collections::HashMap<(String, String, u32), Vec<Point
 
 /// The labels of a `rendition label` file (unreadable lines skipped; a missing file is none).
 fn read_labels(path: &std::path::Path) -> Vec<Label> {
-    match std::fs::File::open(path) {
-        Ok(f) => std::io::BufReader::new(f)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| serde_json::from_str(&l).ok())
-            .collect(),
+    match std::fs::read_to_string(path) {
+        Ok(text) => labels::parse_lines(text.lines()),
         Err(e) => {
             eprintln!("labels: {}: {e}", path.display());
             Vec::new()
@@ -477,7 +445,7 @@ pub fn eval(args: &EvalArgs) -> ExitCode {
         images.len(),
         FEATURE_NAMES.join(", ")
     ));
-    md.push_str("| format | target | n | first attempt kept (in band, or over it at the floor) | first attempt in band | encodes per variant | probe time / search time | MAE quality | score >= band low | bytes vs oracle | vs seed-004 dials (their share >= low) | vs one global quality |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| format | target | n | first attempt kept (in band, or over it at the floor) | first attempt in band | encodes per variant | probe time / search time | MAE quality | score >= band low | bytes vs oracle | vs the codec dials (their share >= low) | vs one global quality |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let row = |e: &Tally| {
         let n = e.n.max(1) as f64;
         format!(

@@ -1,94 +1,36 @@
-//! The variant store, in sled.
+//! The variant store, in sled: what is stored for each source, the change feed the filters
+//! follow, and the byte budget.
 //!
-//! Trees (all keys fixed-layout binary):
+//! * [`layout`]: the trees and the bytes of every key and value (pinned by a golden test).
+//! * [`hot`]: in-memory copies of variants served recently, so a hit skips sled.
+//! * [`Store`] (here): the operations, each one sled transaction across the trees.
 //!
-//! | tree       | key                          | value                                            |
-//! |------------|------------------------------|--------------------------------------------------|
-//! | `variants` | key id (16) + slot (1)       | `RV`, v1, kind 0 blob: meta len, meta JSON, CRC32, bytes; kind 1 alias: primary slot |
-//! | `records`  | key id (16)                  | [`IndexRecord`] (28 bytes) + [`SourceMeta`] JSON  |
-//! | `feed`     | seq (8, big-endian)          | key id (16): the latest change of that source    |
-//! | `lru`      | tick (8 BE) + key id + slot  | empty: eviction order, oldest first              |
-//! | `access`   | key id + slot                | tick (8 BE) + unix time (8 BE) of the last touch  |
-//! | `meta`     | name                         | store id, payload byte count                     |
-//!
-//! Every change to a source is one sled transaction across the trees, so a crash leaves either
-//! the old or the new state, never half of one; on top, each blob carries a CRC32 that is
-//! checked every time it is served. The change feed keeps one entry per source (its newest),
-//! so `/index?since=0` is bounded by the number of sources, not by history. The byte budget
-//! (`cache_size_bytes`) counts payload bytes (variant bytes + metadata) and evicts the least
-//! recently served variant first, as seed 004 describes.
+//! Every change to a source is one transaction, so a crash leaves either the old or the new
+//! state, never half of one; on top, each blob carries a CRC32 that is checked every time it is
+//! served. The change feed keeps one entry per source (its newest), so `/index?since=0` is
+//! bounded by the number of sources, not by history. The byte budget (`cache_size_bytes`)
+//! counts payload bytes (variant bytes + metadata) and evicts the least recently served variant
+//! first.
 
-use crate::hot_variants::{HotVariants, DEFAULT_BUDGET_BYTES};
+pub mod hot;
+pub mod layout;
+
 use crate::pipeline::{Outcome, Variant};
-use rendition_shared::{
-    CapabilityMask, FeedPage, IndexEntry, IndexRecord, KeyId, SlotSet, SourceKey, RECORD_LEN,
+use hot::{HotVariants, DEFAULT_BUDGET_BYTES};
+use layout::{
+    access_value, blob_crc, corrupt, decode_entry, decode_record, encode_alias, encode_blob,
+    encode_record, is_blob, lru_key, parse_access, variant_key, Entry, META_BYTES, META_STORE_ID,
 };
-use serde::{Deserialize, Serialize};
+pub use layout::{SourceMeta, StoreError, StoredVariant, VariantMeta};
+use rendition_shared::{
+    CapabilityMask, FeedPage, IndexEntry, IndexRecord, KeyId, SlotSet, SourceKey,
+};
+use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Metadata stored with each variant blob.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct VariantMeta {
-    pub content_type: String,
-    pub codec: String,
-    pub width: u32,
-    pub height: u32,
-    pub bytes: u64,
-    pub quality: u8,
-    pub lossless: bool,
-    /// SSIMULACRA2 score when measured.
-    pub score: Option<f32>,
-    pub attempts: u32,
-    pub class: String,
-    /// Every slot this blob answers for (bit set, as in [`SlotSet`]).
-    pub slots: u64,
-    pub source_etag: Option<String>,
-    pub source_last_modified: Option<String>,
-    /// Derived from the origin's `Cache-Control` when the variant was made.
-    pub cache_control: Option<String>,
-    /// Unix seconds.
-    pub created: u64,
-}
-
-/// What the store knows about a source besides its record.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SourceMeta {
-    /// Canonical source key (host + path + query).
-    pub key: String,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-    pub cache_control: Option<String>,
-    pub source_bytes: u64,
-    pub width: u32,
-    pub height: u32,
-    pub format: Option<String>,
-    pub class: Option<String>,
-    /// Why the source was refused, when it was.
-    pub refused: Option<String>,
-    /// Why each lost slot was not stored (slot mask, reason).
-    pub lost_reasons: Vec<(u8, String)>,
-    pub updated: u64,
-}
-
-/// A variant ready to serve.
-#[derive(Clone, Debug)]
-pub struct StoredVariant {
-    pub meta: VariantMeta,
-    pub bytes: bytes::Bytes,
-    pub crc: u32,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("sled: {0}")]
-    Sled(#[from] sled::Error),
-    #[error("corrupt entry: {0}")]
-    Corrupt(String),
-}
 
 /// Store statistics for `/stats` and `/metrics`.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -114,12 +56,6 @@ pub struct Store {
     hot: HotVariants,
 }
 
-const MAGIC: &[u8; 2] = b"RV";
-const VERSION: u8 = 1;
-const KIND_BLOB: u8 = 0;
-const KIND_ALIAS: u8 = 1;
-const META_STORE_ID: &[u8] = b"store_id";
-const META_BYTES: &[u8] = b"payload_bytes";
 /// Don't rewrite a variant's access time more often than this (a hit must stay cheap).
 const ACCESS_GRANULARITY_SECS: u64 = 60;
 
@@ -129,100 +65,6 @@ pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn variant_key(key: &KeyId, slot: CapabilityMask) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[..16].copy_from_slice(&key.0);
-    k[16] = slot.slot().bits() as u8;
-    k
-}
-
-/// LRU order is a monotonic tick (sled's `generate_id`), not the clock: many variants are
-/// written within one second, and their order must still be the order they were written.
-fn lru_key(tick: u64, key: &KeyId, slot: CapabilityMask) -> [u8; 25] {
-    let mut k = [0u8; 25];
-    k[..8].copy_from_slice(&tick.to_be_bytes());
-    k[8..24].copy_from_slice(&key.0);
-    k[24] = slot.slot().bits() as u8;
-    k
-}
-
-fn corrupt(what: impl Into<String>) -> StoreError {
-    StoreError::Corrupt(what.into())
-}
-
-fn encode_blob(meta: &VariantMeta, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let meta_json = serde_json::to_vec(meta).map_err(|e| corrupt(e.to_string()))?;
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&meta_json);
-    crc.update(bytes);
-    let mut v = Vec::with_capacity(12 + meta_json.len() + bytes.len());
-    v.extend_from_slice(MAGIC);
-    v.extend_from_slice(&[VERSION, KIND_BLOB]);
-    v.extend_from_slice(&(meta_json.len() as u32).to_le_bytes());
-    v.extend_from_slice(&meta_json);
-    v.extend_from_slice(&crc.finalize().to_le_bytes());
-    v.extend_from_slice(bytes);
-    Ok(v)
-}
-
-enum Entry {
-    Blob {
-        meta: VariantMeta,
-        body_at: usize,
-        crc: u32,
-    },
-    Alias(CapabilityMask),
-}
-
-fn decode_entry(v: &[u8]) -> Result<Entry, StoreError> {
-    if v.len() < 5 || &v[..2] != MAGIC || v[2] != VERSION {
-        return Err(corrupt("variant header"));
-    }
-    match v[3] {
-        KIND_ALIAS => CapabilityMask::from_bits(u32::from(v[4]))
-            .map(Entry::Alias)
-            .map_err(|e| corrupt(format!("alias slot: {e}"))),
-        KIND_BLOB => {
-            let len = u32::from_le_bytes(
-                v.get(4..8)
-                    .ok_or_else(|| corrupt("blob meta length"))?
-                    .try_into()
-                    .map_err(|_| corrupt("len"))?,
-            ) as usize;
-            let meta_json = v.get(8..8 + len).ok_or_else(|| corrupt("blob meta"))?;
-            let crc_bytes = v
-                .get(8 + len..12 + len)
-                .ok_or_else(|| corrupt("blob crc"))?;
-            let crc = u32::from_le_bytes(crc_bytes.try_into().map_err(|_| corrupt("crc"))?);
-            let meta: VariantMeta = serde_json::from_slice(meta_json)
-                .map_err(|e| corrupt(format!("blob meta: {e}")))?;
-            Ok(Entry::Blob {
-                meta,
-                body_at: 12 + len,
-                crc,
-            })
-        }
-        k => Err(corrupt(format!("variant kind {k}"))),
-    }
-}
-
-fn decode_record(v: &[u8]) -> Result<(IndexRecord, SourceMeta), StoreError> {
-    let record = IndexRecord::decode(
-        v.get(..RECORD_LEN)
-            .ok_or_else(|| corrupt("record length"))?,
-    )
-    .map_err(|e| corrupt(e.to_string()))?;
-    let meta = serde_json::from_slice(&v[RECORD_LEN..])
-        .map_err(|e| corrupt(format!("source meta: {e}")))?;
-    Ok((record, meta))
-}
-
-fn encode_record(record: &IndexRecord, meta: &SourceMeta) -> Result<Vec<u8>, StoreError> {
-    let mut v = record.encode().to_vec();
-    v.extend_from_slice(&serde_json::to_vec(meta).map_err(|e| corrupt(e.to_string()))?);
-    Ok(v)
 }
 
 fn tx_err<T>(e: StoreError) -> TxResult<T> {
@@ -344,16 +186,7 @@ impl Store {
                 variants.insert(&variant_key(&id, v.primary), blob.as_slice())?;
                 delta += blob.len() as i64;
                 for slot in v.slots.iter().filter(|s| *s != v.primary) {
-                    variants.insert(
-                        &variant_key(&id, slot),
-                        &[
-                            MAGIC[0],
-                            MAGIC[1],
-                            VERSION,
-                            KIND_ALIAS,
-                            v.primary.bits() as u8,
-                        ][..],
-                    )?;
+                    variants.insert(&variant_key(&id, slot), &encode_alias(v.primary)[..])?;
                 }
                 lru.insert(&lru_key(seq, &id, v.primary), &[][..])?;
                 access.insert(&variant_key(&id, v.primary), &access_value(seq, now))?;
@@ -478,10 +311,7 @@ impl Store {
         let Entry::Blob { meta, body_at, crc } = decode_entry(&value)? else {
             return Err(corrupt("alias points at an alias"));
         };
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&value[8..body_at - 4]);
-        hasher.update(&value[body_at..]);
-        if hasher.finalize() != crc || (value.len() - body_at) as u64 != meta.bytes {
+        if blob_crc(&value, body_at) != crc || (value.len() - body_at) as u64 != meta.bytes {
             return Err(corrupt(format!("checksum mismatch for {key}/{primary:x}")));
         }
         self.touch(key, primary);
@@ -786,26 +616,13 @@ fn remove_slot(
     let Some(old) = variants.remove(&vk)? else {
         return Ok(0);
     };
-    if old.get(3) == Some(&KIND_BLOB) {
+    if is_blob(&old) {
         if let Some((tick, _)) = access.remove(&vk)?.and_then(|v| parse_access(&v)) {
             lru.remove(&lru_key(tick, id, slot))?;
         }
         return Ok(old.len() as i64);
     }
     Ok(0)
-}
-
-fn access_value(tick: u64, time: u64) -> [u8; 16] {
-    let mut v = [0u8; 16];
-    v[..8].copy_from_slice(&tick.to_be_bytes());
-    v[8..].copy_from_slice(&time.to_be_bytes());
-    v
-}
-
-fn parse_access(v: &[u8]) -> Option<(u64, u64)> {
-    let tick = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-    let time = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
-    Some((tick, time))
 }
 
 /// Writes a source's record (already carrying its new sequence number) and moves the source's

@@ -6,13 +6,13 @@
 //! inflate up to its 512 MiB allocation limit), and animated PNG and WebP (the decoders
 //! return only the first frame: a still variant of an animation would be wrong).
 
-use super::sniff::SourceFormat;
-use super::Refusal;
+use super::refusal::Refusal;
+use crate::image_types::SourceFormat;
 use serde::{Deserialize, Serialize};
 
-/// What the headers say.
+/// What the headers declare, before any decoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Probe {
+pub struct Declared {
     pub width: u32,
     pub height: u32,
     /// 1 for still images.
@@ -25,7 +25,7 @@ pub struct Probe {
 pub struct Limits {
     /// Largest source accepted, in bytes.
     pub max_source_bytes: u64,
-    /// Largest decoded frame, in pixels (seed 004: 50 MP).
+    /// Largest decoded frame, in pixels (50 MP by default: a 12 MP photo is a quarter of it).
     pub max_pixels: u64,
     /// Most frames in an animation.
     pub max_frames: u32,
@@ -45,40 +45,40 @@ impl Default for Limits {
 }
 
 /// Reads the headers and applies `limits`.
-pub fn check(bytes: &[u8], format: SourceFormat, limits: &Limits) -> Result<Probe, Refusal> {
+pub fn check(bytes: &[u8], format: SourceFormat, limits: &Limits) -> Result<Declared, Refusal> {
     if bytes.len() as u64 > limits.max_source_bytes {
         return Err(Refusal::TooManyBytes {
             bytes: bytes.len() as u64,
             limit: limits.max_source_bytes,
         });
     }
-    let probe = match format {
+    let declared = match format {
         SourceFormat::Jpeg => jpeg_size(bytes)?,
-        SourceFormat::Gif => gif_probe(bytes, limits)?,
-        SourceFormat::Png => png_probe(bytes)?,
-        SourceFormat::Webp => webp_probe(bytes)?,
+        SourceFormat::Gif => gif_declared(bytes, limits)?,
+        SourceFormat::Png => png_declared(bytes)?,
+        SourceFormat::Webp => webp_declared(bytes)?,
     };
-    if probe.width == 0 || probe.height == 0 {
+    if declared.width == 0 || declared.height == 0 {
         return Err(Refusal::ZeroSize);
     }
-    let pixels = u64::from(probe.width) * u64::from(probe.height);
+    let pixels = u64::from(declared.width) * u64::from(declared.height);
     if pixels > limits.max_pixels {
         return Err(Refusal::TooManyPixels {
-            width: probe.width,
-            height: probe.height,
+            width: declared.width,
+            height: declared.height,
             limit: limits.max_pixels,
         });
     }
-    if probe.frames > limits.max_frames {
+    if declared.frames > limits.max_frames {
         return Err(Refusal::TooManyFrames {
-            frames: probe.frames,
+            frames: declared.frames,
             limit: limits.max_frames,
         });
     }
-    if pixels * u64::from(probe.frames) > limits.max_animation_pixels {
+    if pixels * u64::from(declared.frames) > limits.max_animation_pixels {
         return Err(Refusal::TooManyPixels {
-            width: probe.width,
-            height: probe.height.saturating_mul(probe.frames),
+            width: declared.width,
+            height: declared.height.saturating_mul(declared.frames),
             limit: limits.max_animation_pixels,
         });
     }
@@ -88,7 +88,7 @@ pub fn check(bytes: &[u8], format: SourceFormat, limits: &Limits) -> Result<Prob
             "jpeg: no end-of-image after the scan data (truncated)".into(),
         ));
     }
-    Ok(probe)
+    Ok(declared)
 }
 
 /// Largest embedded ICC profile accepted once inflated (PNG iCCP). libpng refuses chunks over
@@ -98,7 +98,7 @@ pub const MAX_ICC_BYTES: usize = 8 << 20;
 /// Width and height from the IHDR chunk, which the PNG spec puts first; then the chunks before
 /// the image data: an `acTL` (APNG) is refused, an `iCCP` must inflate within
 /// [`MAX_ICC_BYTES`]. A chunk running past the end stops the walk (the decoder reports it).
-fn png_probe(b: &[u8]) -> Result<Probe, Refusal> {
+fn png_declared(b: &[u8]) -> Result<Declared, Refusal> {
     if b.len() < 24 || &b[12..16] != b"IHDR" {
         return Err(Refusal::Malformed("png: no IHDR chunk".into()));
     }
@@ -144,7 +144,7 @@ fn png_probe(b: &[u8]) -> Result<Probe, Refusal> {
         }
         i += 12 + len;
     }
-    Ok(Probe {
+    Ok(Declared {
         width,
         height,
         frames: 1,
@@ -153,7 +153,7 @@ fn png_probe(b: &[u8]) -> Result<Probe, Refusal> {
 
 /// Canvas size from the first chunk (`VP8 `, `VP8L` or `VP8X`), read here rather than by the
 /// decoder, which wraps a 16384-pixel lossless width to 0. Animated WebP is refused.
-fn webp_probe(b: &[u8]) -> Result<Probe, Refusal> {
+fn webp_declared(b: &[u8]) -> Result<Declared, Refusal> {
     let bad = |what: &str| Refusal::Malformed(format!("webp: {what}"));
     // The first chunk's header and its first bytes: 10 for VP8 and VP8X, 5 for VP8L.
     let need = if b.get(12..16) == Some(b"VP8L") {
@@ -187,7 +187,7 @@ fn webp_probe(b: &[u8]) -> Result<Probe, Refusal> {
         }
         _ => return Err(bad("no VP8, VP8L or VP8X chunk first")),
     };
-    Ok(Probe {
+    Ok(Declared {
         width,
         height,
         frames: 1,
@@ -214,7 +214,7 @@ fn vp8x_lossy_frame_size(b: &[u8]) -> Option<(u32, u32)> {
 }
 
 /// Walks JPEG markers to the first start-of-frame (SOF0-SOF15 except DHT/JPG/DAC).
-fn jpeg_size(b: &[u8]) -> Result<Probe, Refusal> {
+fn jpeg_size(b: &[u8]) -> Result<Declared, Refusal> {
     let mut i = 2;
     while i + 4 <= b.len() {
         if b[i] != 0xFF {
@@ -240,7 +240,7 @@ fn jpeg_size(b: &[u8]) -> Result<Probe, Refusal> {
                 .ok_or_else(|| Refusal::Malformed("jpeg: truncated SOF".into()))?;
             let height = u32::from(u16::from_be_bytes([seg[1], seg[2]]));
             let width = u32::from(u16::from_be_bytes([seg[3], seg[4]]));
-            return Ok(Probe {
+            return Ok(Declared {
                 width,
                 height,
                 frames: 1,
@@ -278,7 +278,7 @@ fn jpeg_is_complete(b: &[u8]) -> bool {
 /// counted). Each frame's own rectangle is checked too: the decoder allocates a frame at its
 /// declared size before compositing it onto the screen, so a 65535x65535 frame in a 16x16 GIF
 /// would cost 17 GB.
-fn gif_probe(b: &[u8], limits: &Limits) -> Result<Probe, Refusal> {
+fn gif_declared(b: &[u8], limits: &Limits) -> Result<Declared, Refusal> {
     let bad = |what: &str| Refusal::Malformed(format!("gif: {what}"));
     if b.len() < 13 {
         return Err(bad("truncated header"));
@@ -330,7 +330,7 @@ fn gif_probe(b: &[u8], limits: &Limits) -> Result<Probe, Refusal> {
     if frames == 0 {
         return Err(bad("no image"));
     }
-    Ok(Probe {
+    Ok(Declared {
         width,
         height,
         frames,

@@ -7,7 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rendition_shared::{full_matrix_order, ViewportWidths};
 use rendition_sidecar::encode::avif;
-use rendition_sidecar::pipeline::{self, probe::Limits, Encoders, Outcome};
+use rendition_sidecar::pipeline::{self, limits::Limits, Encoders, Outcome};
 use rendition_sidecar::quality::CodecDials;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -33,13 +33,13 @@ pub struct OptimizeArgs {
     /// Desktop target width at 1x (0: keep the original width).
     #[arg(long, default_value_t = 0)]
     desktop_width: u32,
-    /// SSIMULACRA2 target every lossy variant is verified against (seed 002's band).
+    /// SSIMULACRA2 target every lossy variant is verified against (its band: docs/quality.md).
     #[arg(long, default_value_t = 70.0)]
     target: f64,
     /// Subtracted from the target for Save-Data variants.
     #[arg(long, default_value_t = 15.0)]
     savedata_score_reduction: f64,
-    /// Encode once at the codec dials, without scoring (seed 004's behaviour).
+    /// Encode once at the codec dials, without scoring.
     #[arg(long)]
     no_verify: bool,
 }
@@ -273,7 +273,7 @@ pub fn optimize_file(file: &Path, out: &Path, encoders: &Encoders<'_>) -> Source
             Outcome::Failed { slots, error } => report.skipped.push(SkipReport {
                 masks: slots.iter().map(|s| format!("{s:x}")).collect(),
                 kind: "failed",
-                reason: error,
+                reason: error.to_string(),
             }),
         }
     }

@@ -1,7 +1,8 @@
-//! Step 6, classify: photo, screenshot, illustration or noisy, from cheap pixel statistics on
-//! a sample of at most ~64k pixels. The class decides how each codec is driven (sharp YUV and
+//! Photo, screenshot, illustration or noisy, from cheap pixel statistics on a sample of at most
+//! ~64k pixels (pipeline step 6). The class decides how each codec is driven (sharp YUV and
 //! lossless candidates for screenshots and flat art, denoising for noisy sources) and is a
-//! feature of the quality model. The statistics are kept: the model reads them too.
+//! feature of the quality model, which also reads the statistics: that is why both live here,
+//! below the pipeline, the quality model and the encoders.
 
 use super::Rgba;
 use serde::{Deserialize, Serialize};

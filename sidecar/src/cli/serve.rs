@@ -5,8 +5,8 @@ use clap::Args;
 use rendition_sidecar::config::{Config, ConfigError};
 use rendition_sidecar::encode::avif;
 use rendition_sidecar::quality::{CodecDials, LearnedQuality};
+use rendition_sidecar::service::{self, work, AppState};
 use rendition_sidecar::store::Store;
-use rendition_sidecar::{server, worker};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,7 +43,7 @@ pub struct ServeArgs {
     workers: Option<usize>,
     #[arg(long, env = "RENDITION_QUEUE_CAPACITY")]
     queue_capacity: Option<usize>,
-    /// Seed 004: generate siblings from one decode.
+    /// Generate the siblings of a requested slot from the same decode.
     #[arg(long)]
     proactive_image_variants: bool,
     #[arg(long)]
@@ -171,19 +171,21 @@ async fn serve(config: Config) -> Result<(), String> {
         "rendition sidecar ready"
     );
     let learned = config.learned_quality;
-    let (w, rx) = worker::Worker::new(
-        config,
-        Arc::clone(&store),
-        Box::new(LearnedQuality {
+    let (state, rx) = AppState::new(config, Arc::clone(&store)).map_err(|e| e.to_string())?;
+    let worker = work::Worker {
+        state: Arc::clone(&state),
+        quality: Box::new(LearnedQuality {
             dials: CodecDials::default(),
             webp: learned.webp,
             avif: learned.avif,
             jpeg: learned.jpeg,
         }),
-        avif::default_encoder(),
-    )?;
-    let handles = worker::run_workers(Arc::clone(&w), rx);
-    let result = server::serve(w, listener).await.map_err(|e| e.to_string());
+        avif: avif::default_encoder(),
+    };
+    let handles = work::run_workers(Arc::new(worker), rx);
+    let result = service::serve(state, listener)
+        .await
+        .map_err(|e| e.to_string());
     for h in handles {
         h.abort();
     }

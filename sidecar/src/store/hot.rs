@@ -19,7 +19,7 @@
 //! (a cleared cache only costs sled reads), and a blob over an eighth of the budget is never
 //! kept.
 
-use crate::store::StoredVariant;
+use super::layout::StoredVariant;
 use rendition_shared::{CapabilityMask, KeyId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,7 +118,7 @@ impl HotVariants {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::VariantMeta;
+    use crate::store::layout::VariantMeta;
 
     fn variant(len: usize) -> StoredVariant {
         let meta = VariantMeta {

@@ -1,4 +1,4 @@
-//! Counters, named as in seed 004 where the seed names them, served as JSON (`/stats`) and
+//! Counters (names and meanings in docs/operations.md), served as JSON (`/stats`) and
 //! Prometheus text (`/metrics`).
 
 use serde_json::{json, Map, Value};
@@ -51,8 +51,8 @@ impl Stats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The JSON served by `/stats`: every counter at the top level, plus the seed's
-    /// `by_type.images.us` and the given gauges.
+    /// The JSON served by `/stats`: every counter at the top level, plus
+    /// `by_type.images.us` (the image time by resource type) and the given gauges.
     pub fn to_json(&self, gauges: &[(&str, u64)]) -> Value {
         let mut map = Map::new();
         for (name, _, value) in self.snapshot() {

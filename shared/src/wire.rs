@@ -1,0 +1,114 @@
+//! What crosses between the filter and the sidecar over HTTP, defined once for both: the
+//! request header of the hit route ([`VARIANT_HEADER`], [`VariantRef`]) and the body of
+//! `POST /notify` ([`Notify`]). The index records and feed pages, which cross too, are in
+//! [`crate::record`]. `shared/tests/wire_golden.rs` pins the bytes, and the filter's and the
+//! sidecar's own tests send and accept the same golden body (`shared/tests/golden/`).
+
+use crate::key::{KeyError, KeyId, SourceKey};
+use crate::mask::{CapabilityMask, MaskError};
+use serde::{Deserialize, Serialize};
+
+/// Request header of the hit route, set by the filter: `{key id}/{slot}` ([`VariantRef`]).
+/// Envoy's route table sends a request carrying it to the sidecar; the sidecar also sends it
+/// back on the response, which is how the filter tells a sidecar answer from the origin's
+/// (after a failover) and removes it before the client sees it. Client-sent copies never get
+/// this far: the filter strips the whole `x-rendition-` namespace from every request.
+pub const VARIANT_HEADER: &str = "x-rendition-variant";
+
+/// The variant a hit is routed to: a source and the slot chosen for the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VariantRef {
+    pub key: KeyId,
+    pub slot: CapabilityMask,
+}
+
+impl VariantRef {
+    /// `{32 lower-case hex digits}/{slot in lower-case hex, no prefix}`, e.g. `…e3/a`.
+    pub fn header_value(&self) -> String {
+        format!("{}/{:x}", self.key, self.slot.bits())
+    }
+
+    /// The inverse of [`Self::header_value`]; `None` for anything else.
+    pub fn parse(value: &str) -> Option<VariantRef> {
+        let (key, slot) = value.split_once('/')?;
+        Some(VariantRef {
+            key: KeyId::from_hex(key)?,
+            slot: parse_mask_hex(slot)?,
+        })
+    }
+}
+
+/// A mask written in hex, with or without `0x` (the debug header and the operator route
+/// `/v/{key}/{mask}` show masks as `0x0a`; the hit route writes `a`).
+pub fn parse_mask_hex(text: &str) -> Option<CapabilityMask> {
+    let hex = text.strip_prefix("0x").unwrap_or(text);
+    if hex.is_empty() || hex.len() > 8 {
+        return None;
+    }
+    let bits = u32::from_str_radix(hex, 16).ok()?;
+    CapabilityMask::from_bits(bits).ok()
+}
+
+/// Body of `POST /notify`: a miss the filter saw, or a warmup. JSON, unknown fields refused
+/// (a typo must not pass for an absent optional field).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// The request's Host (`:authority`), as sent.
+    pub host: String,
+    /// Path and query, as requested.
+    pub path: String,
+    /// The client's capability mask, or [`CapabilityMask::WARMUP_SENTINEL`] for the whole
+    /// matrix.
+    pub mask: u32,
+    /// The origin's validators on the response the filter saw, when it had them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+}
+
+/// What a notify asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requested {
+    /// One slot (the mask with its transfer-encoding bits cleared).
+    Slot(CapabilityMask),
+    /// The whole matrix (the warmup sentinel).
+    Warmup,
+}
+
+/// Why bytes are not a notify.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotifyError {
+    /// Not JSON `{host, path, mask[, etag, last_modified]}`.
+    Body,
+    /// The host and path make no source key.
+    Key(KeyError),
+}
+
+impl Notify {
+    /// Parses a body: JSON of exactly this shape, nothing after it but whitespace.
+    pub fn parse(body: &[u8]) -> Result<Notify, NotifyError> {
+        serde_json::from_slice(body).map_err(|_| NotifyError::Body)
+    }
+
+    /// The JSON the filter sends.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain strings and integers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The source the notify names.
+    pub fn key(&self) -> Result<SourceKey, KeyError> {
+        SourceKey::new(&self.host, &self.path)
+    }
+
+    /// The warmup sentinel, or a valid mask reduced to its image slot.
+    pub fn requested(&self) -> Result<Requested, MaskError> {
+        if self.mask == CapabilityMask::WARMUP_SENTINEL {
+            Ok(Requested::Warmup)
+        } else {
+            CapabilityMask::from_bits(self.mask).map(|m| Requested::Slot(m.slot()))
+        }
+    }
+}

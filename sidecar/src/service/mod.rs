@@ -1,0 +1,56 @@
+//! The sidecar service: the HTTP API and the workers behind it.
+//!
+//! * [`state`]: what handlers and workers share ([`AppState`]).
+//! * [`queue`]: the bounded, per-source deduplicated work queue.
+//! * [`work`]: what a worker does with a source (fetch, pipeline, store, publish).
+//! * [`routes`]: the public routes (the filter, Envoy, orchestrators); [`admin`]: the
+//!   operators' routes behind one guard; [`report`]: the report page; [`stats`]: counters.
+//!
+//! `app(state)` builds the router, so tests drive it without a port; [`serve`] binds it with
+//! graceful shutdown.
+
+pub mod admin;
+pub mod api_error;
+pub mod queue;
+pub mod report;
+pub mod routes;
+pub mod state;
+pub mod stats;
+pub mod work;
+
+pub use state::AppState;
+
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Every route, public and admin, over `state`.
+pub fn app(state: Arc<AppState>) -> Router {
+    routes::router()
+        .merge(admin::router(&state))
+        .with_state(state)
+}
+
+/// Binds and serves until SIGINT/SIGTERM, then stops accepting and lets requests finish.
+pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down");
+}

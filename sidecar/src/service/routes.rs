@@ -1,0 +1,299 @@
+//! The public routes: what the filter, Envoy and orchestrators call. No admin guard; each
+//! handler validates everything it reads.
+//!
+//! | route                 | who calls it                 | what                                   |
+//! |-----------------------|------------------------------|----------------------------------------|
+//! | `POST /notify`        | the filter, fire-and-forget  | queue generation; 202 at once          |
+//! | `GET /v/{key}/{mask}` | operators, tests             | variant bytes (HEAD too, ETag, 304)     |
+//! | any other `GET` path  | Envoy, on the filter's route | the variant named by `x-rendition-variant` |
+//! | `GET /index?since=N`  | the filter's singleton       | change-feed page; `wait_ms` long-polls |
+//! | `GET /healthz`        | orchestrators                | liveness + store check                 |
+
+use super::api_error::ApiError;
+use super::queue::{Job, Submitted};
+use super::state::AppState;
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rendition_shared::wire::{parse_mask_hex, Notify, Requested, VariantRef, VARIANT_HEADER};
+use rendition_shared::{CapabilityMask, KeyId, SourceKey};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Request headers the variants vary on (the filter sets the precise list per request).
+pub const VARY: &str = "Accept, Save-Data, Sec-CH-DPR, DPR, Sec-CH-Viewport-Width, Viewport-Width, Sec-CH-UA-Mobile, User-Agent";
+
+/// The public routes; anything else is tried as the filter's hit route.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/notify", post(notify))
+        .route("/v/{key}/{mask}", get(variant))
+        .route("/index", get(index))
+        .route("/healthz", get(healthz))
+        .fallback(variant_by_header)
+}
+
+async fn notify(
+    State(w): State<Arc<AppState>>,
+    body: Result<Json<Notify>, JsonRejection>,
+) -> Response {
+    let refuse = |status, msg| {
+        w.stats.add(&w.stats.notifications_refused, 1);
+        ApiError(status, msg).into_response()
+    };
+    let Ok(Json(n)) = body else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "body must be JSON {host, path, mask}",
+        );
+    };
+    let Ok(key) = n.key() else {
+        return refuse(StatusCode::BAD_REQUEST, "invalid host or path");
+    };
+    if !w.origins.is_configured(key.host()) {
+        return refuse(StatusCode::FORBIDDEN, "host has no configured origin");
+    }
+    let requested = match n.requested() {
+        Ok(Requested::Warmup) if !w.config.variants.enable_warmup => {
+            w.stats.add(&w.stats.notifications_skipped_dedup, 1);
+            return (StatusCode::ACCEPTED, "warmup disabled\n").into_response();
+        }
+        Ok(r) => r,
+        Err(_) => return refuse(StatusCode::BAD_REQUEST, "invalid mask"),
+    };
+    // The fast path: the requested variant exists (or is known not worth making).
+    if let (Requested::Slot(m), Ok(Some((r, meta)))) = (requested, w.store.record(&key.id())) {
+        let same_source = n.etag.is_none() || meta.etag == n.etag;
+        if same_source && (r.refused || r.stored.contains(m) || r.lost.contains(m)) {
+            w.stats.add(&w.stats.notifications_skipped_dedup, 1);
+            // The filter asked for what exists, so its index lacks this record: send it again.
+            let store = Arc::clone(&w.store);
+            let id = key.id();
+            match tokio::task::spawn_blocking(move || store.republish(&id)).await {
+                Ok(Ok(Some(seq))) => w.published(seq),
+                Ok(Err(e)) => tracing::warn!(%id, "republish failed: {e}"),
+                _ => {}
+            }
+            return (StatusCode::ACCEPTED, "exists\n").into_response();
+        }
+    }
+    w.stats.add(&w.stats.notifications_received, 1);
+    let job = Job {
+        key,
+        requested,
+        etag: n.etag,
+        last_modified: n.last_modified,
+    };
+    match w.queue.submit(job) {
+        Submitted::Queued => (StatusCode::ACCEPTED, "queued\n").into_response(),
+        Submitted::Merged => {
+            w.stats.add(&w.stats.notifications_skipped_dedup, 1);
+            (StatusCode::ACCEPTED, "merged\n").into_response()
+        }
+        Submitted::Dropped => {
+            w.stats.add(&w.stats.queue_dropped, 1);
+            ApiError(StatusCode::TOO_MANY_REQUESTS, "queue full").into_response()
+        }
+    }
+}
+
+async fn variant(
+    State(w): State<Arc<AppState>>,
+    Path((key, mask)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (Some(id), Some(mask)) = (KeyId::from_hex(&key), parse_mask_hex(&mask)) else {
+        return ApiError(StatusCode::NOT_FOUND, "no such variant").into_response();
+    };
+    serve_variant(w, id, mask, &headers).await
+}
+
+/// The filter's hit route: the original request (Host and path untouched, so Envoy can retry
+/// it at the origin) carrying `x-rendition-variant: {key}/{mask}`. The key must be the id of
+/// this very Host + path: a forged header can never fetch another URL's (or host's) variant.
+/// Anything else is a 404, which Envoy's retry policy turns into the origin's answer.
+async fn variant_by_header(
+    State(w): State<Arc<AppState>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let not_found = || ApiError(StatusCode::NOT_FOUND, "no such variant").into_response();
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        return not_found();
+    }
+    let Some(VariantRef {
+        key: id,
+        slot: mask,
+    }) = headers
+        .get(VARIANT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(VariantRef::parse)
+    else {
+        return not_found();
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    match SourceKey::new(host, path) {
+        Ok(k) if k.id() == id => serve_variant(w, id, mask, &headers).await,
+        _ => {
+            w.stats.add(&w.stats.variants_not_found, 1);
+            not_found()
+        }
+    }
+}
+
+async fn serve_variant(
+    w: Arc<AppState>,
+    id: KeyId,
+    mask: CapabilityMask,
+    headers: &HeaderMap,
+) -> Response {
+    let found = match w.store.hot_variant(&id, mask) {
+        Some(v) => Ok(Ok(Some(v))),
+        None => {
+            let store = Arc::clone(&w.store);
+            tokio::task::spawn_blocking(move || store.variant(&id, mask)).await
+        }
+    };
+    let v = match found {
+        Ok(Ok(Some(v))) => v,
+        Ok(Ok(None)) => {
+            w.stats.add(&w.stats.variants_not_found, 1);
+            return ApiError(StatusCode::NOT_FOUND, "no such variant").into_response();
+        }
+        Ok(Err(e)) => {
+            w.stats.add(&w.stats.store_errors, 1);
+            w.stats.add(&w.stats.variants_not_found, 1);
+            tracing::error!(%id, mask = %format!("{mask:x}"), "variant not served: {e}");
+            return ApiError(StatusCode::NOT_FOUND, "no such variant").into_response();
+        }
+        Err(e) => {
+            tracing::error!("variant lookup task failed: {e}");
+            return ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+        }
+    };
+    let etag = format!("\"{:08x}\"", v.crc);
+    let cache_control = derive_cache_control(v.meta.cache_control.as_deref());
+    let mut builder = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::CACHE_CONTROL, cache_control)
+        .header(header::VARY, VARY)
+        .header(
+            VARIANT_HEADER,
+            format!(
+                "{mask:x}; {}x{}; q={}",
+                v.meta.width, v.meta.height, v.meta.quality
+            ),
+        );
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|inm| inm.split(',').any(|t| t.trim() == etag))
+    {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_default();
+    }
+    w.stats.add(&w.stats.variants_served, 1);
+    w.stats.add(&w.stats.bytes_served, v.bytes.len() as u64);
+    builder = builder
+        .header(header::CONTENT_TYPE, v.meta.content_type)
+        .header(header::CONTENT_LENGTH, v.bytes.len());
+    builder.body(Body::from(v.bytes)).unwrap_or_default()
+}
+
+/// The origin's `Cache-Control` carries over (a variant lives as long as its source), minus
+/// anything that no longer applies; without one, an hour.
+fn derive_cache_control(origin: Option<&str>) -> HeaderValue {
+    let kept: Vec<&str> = origin
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|d| {
+            let d = d.to_ascii_lowercase();
+            d.starts_with("max-age")
+                || d.starts_with("s-maxage")
+                || d == "public"
+                || d == "immutable"
+                || d.starts_with("stale-")
+        })
+        .collect();
+    let value = if kept
+        .iter()
+        .any(|d| d.to_ascii_lowercase().starts_with("max-age"))
+    {
+        kept.join(", ")
+    } else {
+        "public, max-age=3600".to_owned()
+    };
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("public, max-age=3600"))
+}
+
+#[derive(Deserialize)]
+struct IndexQuery {
+    #[serde(default)]
+    since: u64,
+    /// Long-poll: wait up to this long (capped at 30 s) for a change when there is none.
+    #[serde(default)]
+    wait_ms: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn index(State(w): State<Arc<AppState>>, Query(q): Query<IndexQuery>) -> Response {
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let mut rx = w.feed.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.min(30_000));
+    loop {
+        let store = Arc::clone(&w.store);
+        let page = match tokio::task::spawn_blocking(move || store.feed_since(q.since, limit)).await
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::error!("feed read failed: {e}");
+                return ApiError(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+                    .into_response();
+            }
+            Err(_) => {
+                return ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                    .into_response()
+            }
+        };
+        // A restarted sidecar with a lower sequence answers at once, so the follower resyncs.
+        let waiting = page.entries.is_empty()
+            && q.since <= page.last_seq
+            && tokio::time::Instant::now() < deadline;
+        if !waiting
+            || tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+        {
+            return (
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                page.encode(),
+            )
+                .into_response();
+        }
+    }
+}
+
+async fn healthz(State(w): State<Arc<AppState>>) -> Response {
+    match w.store.last_seq() {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::error!("health check: store: {e}");
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! What the HTTP handlers and the workers share: the configuration, the store, the origin
+//! client, the counters, the change-feed signal and the work queue.
+
+use super::queue::{JobReceiver, WorkQueue};
+use super::stats::Stats;
+use crate::config::Config;
+use crate::origin::Origins;
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("origins: the HTTP client: {0}")]
+    Origins(#[from] reqwest::Error),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The application state (axum's `State`).
+pub struct AppState {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub origins: Origins,
+    pub stats: Stats,
+    /// The newest sequence number written; `/index` long-polls wait on it.
+    pub feed: watch::Sender<u64>,
+    pub queue: WorkQueue,
+}
+
+impl AppState {
+    /// The state, and the receiving end of its work queue (for `work::run_workers`).
+    pub fn new(
+        config: Config,
+        store: Arc<Store>,
+    ) -> Result<(Arc<AppState>, JobReceiver), StartError> {
+        let origins = Origins::new(&config.origins, config.limits.max_source_bytes)?;
+        let (queue, rx) = WorkQueue::new(config.queue.capacity);
+        let last = store.last_seq()?;
+        let (feed, _) = watch::channel(last);
+        let state = AppState {
+            config,
+            store,
+            origins,
+            stats: Stats::default(),
+            feed,
+            queue,
+        };
+        Ok((Arc::new(state), rx))
+    }
+
+    /// Wakes `/index` long-polls: the store wrote sequence `seq`.
+    pub fn published(&self, seq: u64) {
+        self.feed.send_replace(seq);
+    }
+
+    /// Wakes `/index` long-polls after a change whose sequence the caller does not know
+    /// (purges, evictions).
+    pub fn published_latest(&self) {
+        if let Ok(seq) = self.store.last_seq() {
+            self.feed.send_replace(seq);
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! What a worker does with a source: decode once, publish early.
+//!
+//! * The slot the notifying client asked for is encoded and stored first (the next request of
+//!   that client hits), its proactive siblings after, from the same decoded pixels.
+//! * CPU work runs on the blocking pool, one source per worker, `workers` = cores by default.
+//! * Every store change is published to the feed at once, so the filters learn of it.
+
+use super::queue::{Job, JobReceiver};
+use super::state::AppState;
+use crate::encode::avif::AvifEncoder;
+use crate::encode::Codec;
+use crate::origin::{FetchError, Fetched};
+use crate::pipeline::{self, Encoders, Outcome};
+use crate::quality::QualityPolicy;
+use crate::store::SourceMeta;
+use rendition_shared::wire::Requested;
+use rendition_shared::{full_matrix_order, generation_order, CapabilityMask, SlotSet, SourceKey};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A worker's tools besides the shared state: the quality policy and the AVIF encoder (one
+/// set for all workers; both are stateless).
+pub struct Worker {
+    pub state: Arc<AppState>,
+    pub quality: Box<dyn QualityPolicy>,
+    pub avif: Box<dyn AvifEncoder>,
+}
+
+impl Worker {
+    /// The slots a request wants, in generation order, minus what is stored or lost.
+    pub fn wanted(
+        &self,
+        requested: &[Requested],
+        stored: SlotSet,
+        lost: SlotSet,
+    ) -> Vec<CapabilityMask> {
+        let mut order: Vec<CapabilityMask> = Vec::new();
+        for r in requested {
+            let slots = match r {
+                Requested::Slot(m) => generation_order(*m, self.state.config.variants.proactive()),
+                Requested::Warmup => full_matrix_order(),
+            };
+            for s in slots {
+                if !order.contains(&s) && !stored.contains(s) && !lost.contains(s) {
+                    order.push(s);
+                }
+            }
+        }
+        order
+    }
+
+    /// Processes one source end to end.
+    async fn process(self: &Arc<Self>, job: Job, more: Vec<Requested>) {
+        let id = job.key.id();
+        let record = match self.state.store.record(&id) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(key = %job.key, "store read failed: {e}");
+                self.state.stats.add(&self.state.stats.store_errors, 1);
+                return;
+            }
+        };
+        let (mut stored, mut lost) = (SlotSet::EMPTY, SlotSet::EMPTY);
+        if let Some((r, meta)) = &record {
+            if r.refused {
+                return;
+            }
+            let changed =
+                |ours: &Option<String>, theirs: &Option<String>| theirs.is_some() && ours != theirs;
+            if changed(&meta.etag, &job.etag) || changed(&meta.last_modified, &job.last_modified) {
+                tracing::info!(key = %job.key, "source changed (validators differ): purging its variants");
+                if let Err(e) = self.state.store.purge(&id) {
+                    tracing::error!(key = %job.key, "purge failed: {e}");
+                }
+            } else {
+                stored = r.stored;
+                lost = r.lost;
+            }
+        }
+        let mut requested = vec![job.requested];
+        requested.extend(more);
+        let wanted = self.wanted(&requested, stored, lost);
+        // SVG is a sibling: attempted with proactive generation or a warmup, once per source.
+        let try_svg = (self.state.config.variants.proactive_image_variants
+            || requested.contains(&Requested::Warmup))
+            && !stored.contains(rendition_shared::SVG_SLOT)
+            && !lost.contains(rendition_shared::SVG_SLOT);
+        if wanted.is_empty() && !try_svg {
+            self.state
+                .stats
+                .add(&self.state.stats.notifications_skipped_dedup, 1);
+            return;
+        }
+        let fetched = match self.state.origins.fetch(&job.key).await {
+            Ok(f) => f,
+            Err(e) => {
+                self.state.stats.add(&self.state.stats.fetch_errors, 1);
+                tracing::warn!(key = %job.key, "fetch failed: {e}");
+                if matches!(e, FetchError::NotPublic(_) | FetchError::TooLarge(_)) {
+                    self.refuse(
+                        &job.key,
+                        &SourceMeta {
+                            key: job.key.to_string(),
+                            ..SourceMeta::default()
+                        },
+                        &e.to_string(),
+                    );
+                }
+                return;
+            }
+        };
+        let this = Arc::clone(self);
+        let direct: SlotSet = requested
+            .iter()
+            .filter_map(|r| {
+                if let Requested::Slot(m) = r {
+                    Some(m.slot())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let _ =
+            tokio::task::spawn_blocking(move || this.generate(job.key, fetched, wanted, direct))
+                .await;
+    }
+
+    /// Decode once, then store the directly requested slots first and the siblings after.
+    fn generate(
+        &self,
+        key: SourceKey,
+        fetched: Fetched,
+        wanted: Vec<CapabilityMask>,
+        direct: SlotSet,
+    ) {
+        let started = Instant::now();
+        let mut meta = SourceMeta {
+            key: key.to_string(),
+            etag: fetched.etag,
+            last_modified: fetched.last_modified,
+            cache_control: fetched.cache_control,
+            source_bytes: fetched.bytes.len() as u64,
+            ..SourceMeta::default()
+        };
+        let prepared = match pipeline::prepare(&fetched.bytes, &self.state.config.limits) {
+            Ok(p) => p,
+            Err(refusal) => {
+                self.state.stats.add(&self.state.stats.images_refused, 1);
+                tracing::warn!(%key, "source refused: {refusal}");
+                self.refuse(&key, &meta, &refusal.to_string());
+                return;
+            }
+        };
+        drop(fetched.bytes);
+        for note in &prepared.notes {
+            tracing::info!(%key, "{note}");
+        }
+        meta.width = prepared.image.width;
+        meta.height = prepared.image.height;
+        meta.format = Some(prepared.format.name().to_owned());
+        meta.class = Some(prepared.class.name().to_owned());
+        let encoders = Encoders {
+            widths: self.state.config.variants.widths(),
+            quality: self.quality.as_ref(),
+            avif: self.avif.as_ref(),
+            verify: Some(pipeline::Targets {
+                score: f64::from(self.state.config.target_ssimulacra2),
+                save_data_reduction: f64::from(self.state.config.savedata_score_reduction),
+            }),
+        };
+        let (first, rest): (Vec<CapabilityMask>, Vec<CapabilityMask>) =
+            wanted.iter().partition(|s| direct.contains(**s));
+        for phase in [first, rest] {
+            if phase.is_empty() {
+                continue;
+            }
+            let outcomes = pipeline::generate(&prepared, &phase, &encoders);
+            self.count(&outcomes, direct);
+            match self.state.store.put_outcomes(&key, &meta, &outcomes) {
+                Ok(seq) => self.state.published(seq),
+                Err(e) => {
+                    self.state.stats.add(&self.state.stats.store_errors, 1);
+                    tracing::error!(%key, "store write failed (disk full?): {e}");
+                    return;
+                }
+            }
+            match self.state.store.evict_to_budget() {
+                Ok(n) if n > 0 => {
+                    self.state
+                        .stats
+                        .add(&self.state.stats.evictions, u64::from(n));
+                    self.state.published_latest();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("eviction failed: {e}"),
+            }
+        }
+        self.state.stats.add(&self.state.stats.images_processed, 1);
+        self.state.stats.add(
+            &self.state.stats.images_us,
+            started.elapsed().as_micros() as u64,
+        );
+    }
+
+    fn refuse(&self, key: &SourceKey, meta: &SourceMeta, reason: &str) {
+        match self.state.store.refuse(key, meta, reason) {
+            Ok(seq) => self.state.published(seq),
+            Err(e) => {
+                self.state.stats.add(&self.state.stats.store_errors, 1);
+                tracing::error!(%key, "store write failed: {e}");
+            }
+        }
+    }
+
+    fn count(&self, outcomes: &[Outcome], direct: SlotSet) {
+        let s = &self.state.stats;
+        for o in outcomes {
+            match o {
+                Outcome::Stored(v) => {
+                    s.add(&s.variants_written, 1);
+                    if v.slots.bits() & direct.bits() == 0 {
+                        s.add(&s.proactive_variants_written, 1);
+                    }
+                    let counter = match v.encoded.codec {
+                        Codec::Webp => &s.webp_generated,
+                        Codec::Avif => &s.avif_generated,
+                        Codec::Jpeg => &s.jpeg_optimized,
+                        Codec::Png => &s.png_optimized,
+                        Codec::Svg => &s.svg_generated,
+                    };
+                    s.add(counter, 1);
+                }
+                Outcome::Lost { slots, .. } => s.add(&s.variants_lost, u64::from(slots.len())),
+                Outcome::Failed { error, .. } => {
+                    s.add(&s.encode_failures, 1);
+                    tracing::warn!("encode failed: {error}");
+                }
+            }
+        }
+    }
+}
+
+/// Spawns `workers` tasks that take sources off the queue; they stop when every sender of the
+/// queue is gone.
+pub fn run_workers(worker: Arc<Worker>, rx: JobReceiver) -> Vec<tokio::task::JoinHandle<()>> {
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    (0..worker.state.config.workers())
+        .map(|_| {
+            let worker = Arc::clone(&worker);
+            let rx = Arc::clone(&rx);
+            tokio::spawn(async move {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some(id) = next else { break };
+                    let queue = &worker.state.queue;
+                    if let Some((job, more)) = queue.start(&id) {
+                        worker.process(job, more).await;
+                    }
+                    if !queue.finish(&id) {
+                        worker.state.stats.add(&worker.state.stats.queue_dropped, 1);
+                    }
+                }
+            })
+        })
+        .collect()
+}

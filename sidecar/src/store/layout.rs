@@ -1,0 +1,238 @@
+//! The store's on-disk layout: the sled trees, their keys and the bytes of every value.
+//! Everything here is a pure encoding (no sled calls), pinned byte for byte by
+//! `sidecar/tests/store_layout.rs`. [`super::Store`] does the reads and writes.
+//!
+//! Trees (all keys fixed-layout binary; "BE" big-endian so that sled's byte order is numeric):
+//!
+//! | tree       | key                          | value                                            |
+//! |------------|------------------------------|--------------------------------------------------|
+//! | `variants` | key id (16) + slot (1)       | a blob or an alias (below)                       |
+//! | `records`  | key id (16)                  | [`IndexRecord`] (28 bytes) + [`SourceMeta`] JSON  |
+//! | `feed`     | seq (8 BE)                   | key id (16): the latest change of that source    |
+//! | `lru`      | tick (8 BE) + key id + slot  | empty: eviction order, oldest first              |
+//! | `access`   | key id + slot                | tick (8 BE) + unix time (8 BE) of the last touch  |
+//! | `meta`     | `store_id`, `payload_bytes`  | u64 little-endian each                           |
+//!
+//! A `variants` value starts with `RV`, the layout version (1) and a kind byte:
+//!
+//! | offset | size | blob (kind 0)                                  | alias (kind 1)                 |
+//! |--------|------|------------------------------------------------|--------------------------------|
+//! | 0      | 2    | `RV`                                           | `RV`                           |
+//! | 2      | 1    | version `1`                                    | version `1`                    |
+//! | 3      | 1    | kind `0`                                       | kind `1`                       |
+//! | 4      | 4    | meta length `n`, u32 little-endian             | (1) the primary slot it points at |
+//! | 8      | n    | [`VariantMeta`] as JSON                        |                                |
+//! | 8 + n  | 4    | CRC32 of the meta JSON and the bytes, u32 LE   |                                |
+//! | 12 + n | rest | the variant's bytes, as served                 |                                |
+//!
+//! One encode that answers several slots is one blob under its primary slot and an alias under
+//! each other slot, so the bytes are stored once. The CRC is checked on every read that serves.
+
+use rendition_shared::{CapabilityMask, IndexRecord, KeyId, RECORD_LEN};
+use serde::{Deserialize, Serialize};
+
+/// Metadata stored with each variant blob.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VariantMeta {
+    pub content_type: String,
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub quality: u8,
+    pub lossless: bool,
+    /// SSIMULACRA2 score when measured.
+    pub score: Option<f32>,
+    pub attempts: u32,
+    pub class: String,
+    /// Every slot this blob answers for (bit set, as in `rendition_shared::SlotSet`).
+    pub slots: u64,
+    pub source_etag: Option<String>,
+    pub source_last_modified: Option<String>,
+    /// Derived from the origin's `Cache-Control` when the variant was made.
+    pub cache_control: Option<String>,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+/// What the store knows about a source besides its record.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceMeta {
+    /// Canonical source key (host + path + query).
+    pub key: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub cache_control: Option<String>,
+    pub source_bytes: u64,
+    pub width: u32,
+    pub height: u32,
+    pub format: Option<String>,
+    pub class: Option<String>,
+    /// Why the source was refused, when it was.
+    pub refused: Option<String>,
+    /// Why each lost slot was not stored (slot mask, reason).
+    pub lost_reasons: Vec<(u8, String)>,
+    pub updated: u64,
+}
+
+/// A variant ready to serve.
+#[derive(Clone, Debug)]
+pub struct StoredVariant {
+    pub meta: VariantMeta,
+    pub bytes: bytes::Bytes,
+    pub crc: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt entry: {0}")]
+    Corrupt(String),
+}
+
+/// First bytes of every `variants` value.
+pub const MAGIC: &[u8; 2] = b"RV";
+pub const VERSION: u8 = 1;
+pub const KIND_BLOB: u8 = 0;
+pub const KIND_ALIAS: u8 = 1;
+/// Keys of the `meta` tree.
+pub const META_STORE_ID: &[u8] = b"store_id";
+pub const META_BYTES: &[u8] = b"payload_bytes";
+
+/// Key of a slot in the `variants` and `access` trees.
+pub fn variant_key(key: &KeyId, slot: CapabilityMask) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..16].copy_from_slice(&key.0);
+    k[16] = slot.slot().bits() as u8;
+    k
+}
+
+/// LRU order is a monotonic tick (sled's `generate_id`), not the clock: many variants are
+/// written within one second, and their order must still be the order they were written.
+pub fn lru_key(tick: u64, key: &KeyId, slot: CapabilityMask) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[..8].copy_from_slice(&tick.to_be_bytes());
+    k[8..24].copy_from_slice(&key.0);
+    k[24] = slot.slot().bits() as u8;
+    k
+}
+
+pub fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+/// A blob: the encoded variant with its metadata and checksum.
+pub fn encode_blob(meta: &VariantMeta, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let meta_json = serde_json::to_vec(meta).map_err(|e| corrupt(e.to_string()))?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&meta_json);
+    crc.update(bytes);
+    let mut v = Vec::with_capacity(12 + meta_json.len() + bytes.len());
+    v.extend_from_slice(MAGIC);
+    v.extend_from_slice(&[VERSION, KIND_BLOB]);
+    v.extend_from_slice(&(meta_json.len() as u32).to_le_bytes());
+    v.extend_from_slice(&meta_json);
+    v.extend_from_slice(&crc.finalize().to_le_bytes());
+    v.extend_from_slice(bytes);
+    Ok(v)
+}
+
+/// A `variants` value, decoded.
+pub enum Entry {
+    Blob {
+        meta: VariantMeta,
+        /// Offset of the variant's bytes in the value.
+        body_at: usize,
+        crc: u32,
+    },
+    Alias(CapabilityMask),
+}
+
+pub fn decode_entry(v: &[u8]) -> Result<Entry, StoreError> {
+    if v.len() < 5 || &v[..2] != MAGIC || v[2] != VERSION {
+        return Err(corrupt("variant header"));
+    }
+    match v[3] {
+        KIND_ALIAS => CapabilityMask::from_bits(u32::from(v[4]))
+            .map(Entry::Alias)
+            .map_err(|e| corrupt(format!("alias slot: {e}"))),
+        KIND_BLOB => {
+            let len = u32::from_le_bytes(
+                v.get(4..8)
+                    .ok_or_else(|| corrupt("blob meta length"))?
+                    .try_into()
+                    .map_err(|_| corrupt("len"))?,
+            ) as usize;
+            let meta_json = v.get(8..8 + len).ok_or_else(|| corrupt("blob meta"))?;
+            let crc_bytes = v
+                .get(8 + len..12 + len)
+                .ok_or_else(|| corrupt("blob crc"))?;
+            let crc = u32::from_le_bytes(crc_bytes.try_into().map_err(|_| corrupt("crc"))?);
+            let meta: VariantMeta = serde_json::from_slice(meta_json)
+                .map_err(|e| corrupt(format!("blob meta: {e}")))?;
+            Ok(Entry::Blob {
+                meta,
+                body_at: 12 + len,
+                crc,
+            })
+        }
+        k => Err(corrupt(format!("variant kind {k}"))),
+    }
+}
+
+/// A `records` value: the index record, then the source's metadata.
+pub fn decode_record(v: &[u8]) -> Result<(IndexRecord, SourceMeta), StoreError> {
+    let record = IndexRecord::decode(
+        v.get(..RECORD_LEN)
+            .ok_or_else(|| corrupt("record length"))?,
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    let meta = serde_json::from_slice(&v[RECORD_LEN..])
+        .map_err(|e| corrupt(format!("source meta: {e}")))?;
+    Ok((record, meta))
+}
+
+pub fn encode_record(record: &IndexRecord, meta: &SourceMeta) -> Result<Vec<u8>, StoreError> {
+    let mut v = record.encode().to_vec();
+    v.extend_from_slice(&serde_json::to_vec(meta).map_err(|e| corrupt(e.to_string()))?);
+    Ok(v)
+}
+
+/// An alias: the slot whose blob answers for this one.
+pub fn encode_alias(primary: CapabilityMask) -> [u8; 5] {
+    [
+        MAGIC[0],
+        MAGIC[1],
+        VERSION,
+        KIND_ALIAS,
+        primary.bits() as u8,
+    ]
+}
+
+/// Whether a `variants` value is a blob (it holds payload bytes) rather than an alias.
+pub fn is_blob(value: &[u8]) -> bool {
+    value.get(3) == Some(&KIND_BLOB)
+}
+
+/// The CRC32 a blob must carry, over its meta JSON and its bytes.
+pub fn blob_crc(value: &[u8], body_at: usize) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&value[8..body_at - 4]);
+    hasher.update(&value[body_at..]);
+    hasher.finalize()
+}
+
+/// An `access` value: the LRU tick and the wall-clock second of the last touch.
+pub fn access_value(tick: u64, time: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&tick.to_be_bytes());
+    v[8..].copy_from_slice(&time.to_be_bytes());
+    v
+}
+
+pub fn parse_access(v: &[u8]) -> Option<(u64, u64)> {
+    let tick = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    let time = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
+    Some((tick, time))
+}
