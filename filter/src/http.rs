@@ -21,6 +21,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, MapType};
 use rendition_shared::hot::HotUrls;
+use rendition_shared::http_cache::{may_transform, NotTransformable};
 use rendition_shared::request::{classify, is_internal_header, Bypass};
 use rendition_shared::response::{merge_vary, optimizable, ResponseFacts, ACCEPT_CH};
 use rendition_shared::table::{bucket_lookup, IndexMeta, META_KEY};
@@ -355,7 +356,11 @@ impl HttpContext for ImageRequest {
         let is_image = content_type
             .is_some_and(|ct| ct.len() > 6 && ct.as_bytes()[..6].eq_ignore_ascii_case(b"image/"));
         let config = &self.worker.config;
-        if is_image && !matches!(self.outcome, Outcome::Bypass(..)) {
+        // `no-transform` from the origin: its response passes exactly as sent, headers too.
+        let no_transform = !served_by_sidecar
+            && may_transform(headers.get("cache-control"), None)
+                == Err(NotTransformable::NoTransform);
+        if is_image && !no_transform && !matches!(self.outcome, Outcome::Bypass(..)) {
             if config.vary {
                 edits.push(("vary", Some(merge_vary(headers.get("vary")))));
             }
@@ -373,6 +378,7 @@ impl HttpContext for ImageRequest {
                         .unwrap_or(0),
                     content_type,
                     cache_control: headers.get("cache-control"),
+                    vary: headers.get("vary"),
                     has_set_cookie: headers.get_bytes("set-cookie").is_some(),
                     content_length: headers.get("content-length").and_then(|v| v.parse().ok()),
                 };
@@ -389,6 +395,9 @@ impl HttpContext for ImageRequest {
                         );
                     }
                     Err(why) => {
+                        if let Some(c) = self.worker.metrics.not_optimized(why) {
+                            c.inc();
+                        }
                         let _ = hostcalls::log(
                             LogLevel::Debug,
                             &format!("rendition: not optimizable: {}", why.name()),

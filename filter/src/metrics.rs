@@ -6,6 +6,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
+use rendition_shared::response::NotOptimizable;
 use rendition_shared::FallbackStep;
 
 /// A defined metric (or none, when the host refused it).
@@ -96,6 +97,9 @@ pub struct FilterMetrics {
     pub notifies_dropped: Counter,
     pub warmups_sent: Counter,
     pub index_unavailable: Counter,
+    /// Misses not sent to the sidecar, by reason, in [`NotOptimizable::ALL`] order (the
+    /// origin's `no-transform` and `Vary` among them).
+    pub not_optimized: [Counter; 7],
 }
 
 impl FilterMetrics {
@@ -116,6 +120,7 @@ impl FilterMetrics {
         ]
         .into_iter()
         .chain(self.by_step.iter())
+        .chain(self.not_optimized.iter())
         {
             c.flush();
         }
@@ -137,7 +142,16 @@ impl FilterMetrics {
             notifies_dropped: c("rendition.notifies_dropped"),
             warmups_sent: c("rendition.warmups_sent"),
             index_unavailable: c("rendition.index_unavailable"),
+            not_optimized: NotOptimizable::ALL
+                .map(|r| Counter::define(&format!("rendition.not_optimized.{}", r.name()))),
         }
+    }
+
+    pub fn not_optimized(&self, why: NotOptimizable) -> Option<&Counter> {
+        NotOptimizable::ALL
+            .iter()
+            .position(|r| *r == why)
+            .and_then(|i| self.not_optimized.get(i))
     }
 
     pub fn step(&self, step: FallbackStep) -> Option<&Counter> {

@@ -73,6 +73,7 @@ fn sync_page(store_id: u64, last_seq: u64, entries: Vec<IndexEntry>) -> String {
     let page = FeedPage {
         store_id,
         last_seq,
+        compacted_seq: 0,
         entries,
     };
     answer_call(SYNC, call.token, Some("200"), &page.encode());
@@ -481,6 +482,7 @@ fn sidecar_down_means_no_routing_and_a_new_store_means_resync() {
         &FeedPage {
             store_id: 2,
             last_seq: 0,
+            compacted_seq: 0,
             entries: vec![],
         }
         .encode(),

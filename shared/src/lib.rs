@@ -12,6 +12,8 @@
 //! * [`key`]: source keys (host + path + normalized query) and their 128-bit ids.
 //! * [`record`]: the 28-byte index record the filter reads from shared data.
 //! * [`request`]: which requests the filter may touch, and the internal header namespace.
+//! * [`http_cache`]: the origin's caching contract: `Cache-Control`, `Vary`, freshness, age,
+//!   HTTP dates.
 //! * [`response`]: which miss responses are worth a notify; `Vary` and `Accept-CH`.
 //! * [`table`]: the index as a fixed bucket table in Envoy shared data.
 //! * [`sync`]: following the sidecar's change feed into that table.
@@ -27,6 +29,7 @@
 pub mod curve;
 pub mod headers;
 pub mod hot;
+pub mod http_cache;
 pub mod key;
 pub mod labels;
 pub mod mask;

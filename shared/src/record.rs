@@ -44,6 +44,13 @@ pub struct IndexRecord {
     pub seq: u64,
 }
 
+impl IndexRecord {
+    /// Nothing stored, lost or refused: the same as no record at all.
+    pub fn is_empty(&self) -> bool {
+        self.stored.is_empty() && self.lost.is_empty() && !self.refused
+    }
+}
+
 /// Why bytes are not a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordError {
@@ -150,56 +157,75 @@ impl IndexEntry {
     }
 }
 
-/// Header of a change-feed page (`GET /index?since=SEQ`), 32 bytes, then `count` entries:
+/// Header of a change-feed page (`GET /index?since=SEQ`), 40 bytes, then `count` entries:
 ///
-/// | offset | size | field    | meaning                                                    |
-/// |--------|------|----------|------------------------------------------------------------|
-/// | 0      | 1    | version  | `1`                                                        |
-/// | 1      | 7    | reserved | zero                                                       |
-/// | 8      | 8    | store_id | identity of the sidecar's database; a new id means "resync from 0" |
-/// | 16     | 8    | last_seq | the newest sequence number in the store (not only this page) |
-/// | 24     | 4    | count    | entries that follow                                        |
-/// | 28     | 4    | reserved | zero                                                       |
+/// | offset | size | field         | meaning                                                    |
+/// |--------|------|---------------|------------------------------------------------------------|
+/// | 0      | 1    | version       | `2` (`1`: the 32-byte header without `compacted_seq`, still read) |
+/// | 1      | 7    | reserved      | zero                                                       |
+/// | 8      | 8    | store_id      | identity of the sidecar's database; a new id means "resync from 0" |
+/// | 16     | 8    | last_seq      | the newest sequence number in the store (not only this page) |
+/// | 24     | 4    | count         | entries that follow                                        |
+/// | 28     | 4    | reserved      | zero                                                       |
+/// | 32     | 8    | compacted_seq | changes up to this sequence are no longer all in the feed: a follower that asked from below it (and not from 0) must resync |
 ///
 /// Entries are in ascending `record.seq`; the next request asks `since` = the last entry's seq.
-pub const FEED_HEADER_LEN: usize = 32;
+/// An entry whose record is empty (nothing stored, lost or refused) means "forget this source":
+/// the sidecar deleted its record.
+pub const FEED_HEADER_LEN: usize = 40;
+const FEED_HEADER_LEN_V1: usize = 32;
+/// Version of the feed page header.
+pub const FEED_VERSION: u8 = 2;
 
 /// One page of the change feed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedPage {
     pub store_id: u64,
     pub last_seq: u64,
+    /// Deleted sources whose deletion is no longer in the feed have sequence numbers up to
+    /// this one (0: nothing was ever compacted away).
+    pub compacted_seq: u64,
     pub entries: Vec<IndexEntry>,
 }
 
 impl FeedPage {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(FEED_HEADER_LEN + self.entries.len() * ENTRY_LEN);
-        out.push(RECORD_VERSION);
+        out.push(FEED_VERSION);
         out.extend_from_slice(&[0; 7]);
         out.extend_from_slice(&self.store_id.to_le_bytes());
         out.extend_from_slice(&self.last_seq.to_le_bytes());
         out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&self.compacted_seq.to_le_bytes());
         for e in &self.entries {
             out.extend_from_slice(&e.encode());
         }
         out
     }
 
-    /// Decodes and validates a page; any bad entry rejects the page.
+    /// Decodes and validates a page (version 2, or a version 1 page from an older sidecar);
+    /// any bad entry rejects the page.
     pub fn decode(bytes: &[u8]) -> Result<FeedPage, RecordError> {
+        let header_len = match bytes.first() {
+            Some(&FEED_VERSION) => FEED_HEADER_LEN,
+            Some(1) => FEED_HEADER_LEN_V1,
+            Some(&v) => return Err(RecordError::Version(v)),
+            None => return Err(RecordError::Length(0)),
+        };
         let header = bytes
-            .get(..FEED_HEADER_LEN)
+            .get(..header_len)
             .ok_or(RecordError::Length(bytes.len()))?;
-        if header[0] != RECORD_VERSION {
-            return Err(RecordError::Version(header[0]));
-        }
         if header[1..8].iter().chain(&header[28..32]).any(|&b| b != 0) {
             return Err(RecordError::ReservedNotZero);
         }
+        let compacted_seq = if header_len == FEED_HEADER_LEN {
+            le_u64(header, 32)
+        } else {
+            0
+        };
         let count = le_u32(header, 24) as usize;
-        let body = &bytes[FEED_HEADER_LEN..];
+        let body = &bytes[header_len..];
         if body.len() != count.saturating_mul(ENTRY_LEN) {
             return Err(RecordError::Length(bytes.len()));
         }
@@ -210,6 +236,7 @@ impl FeedPage {
         Ok(FeedPage {
             store_id: le_u64(header, 8),
             last_seq: le_u64(header, 16),
+            compacted_seq,
             entries,
         })
     }

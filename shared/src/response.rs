@@ -1,9 +1,12 @@
 //! What the filter decides on the response (docs/filter.md, "A request", steps 5-6) and the headers it adds.
 //!
-//! A miss is worth a notify only when the origin's answer is a publicly cacheable image:
-//! 200, `image/*`, no `Set-Cookie`, no `private` / `no-store`, and a declared
-//! size under the limit. Anything else may be personal or short-lived, and the sidecar would
-//! refuse to store it anyway; not asking saves it the fetch.
+//! A miss is worth a notify only when the origin's answer is a publicly cacheable image that
+//! may be transformed: 200, `image/*`, no `Set-Cookie`, not `private` / `no-store`, not
+//! `no-transform`, varying on nothing but `Accept-Encoding` ([`crate::http_cache`]), and a
+//! declared size under the limit. Anything else may be personal, negotiated by the origin or
+//! forbidden to change, and the sidecar would refuse it anyway; not asking saves it the fetch.
+
+use crate::http_cache::{may_transform, NotTransformable};
 
 /// The request headers a variant choice can depend on. Every image response the filter touches
 /// carries all of them in `Vary`, whatever this particular request used: a shared cache
@@ -30,18 +33,45 @@ pub enum NotOptimizable {
     Status,
     NotImage,
     SetCookie,
+    /// `private` or `no-store`.
     Private,
+    /// `Cache-Control: no-transform`.
+    NoTransform,
+    /// `Vary` on anything but `Accept-Encoding`.
+    Vary,
     TooLarge,
 }
 
 impl NotOptimizable {
+    pub const ALL: [NotOptimizable; 7] = [
+        Self::Status,
+        Self::NotImage,
+        Self::SetCookie,
+        Self::Private,
+        Self::NoTransform,
+        Self::Vary,
+        Self::TooLarge,
+    ];
+
     pub const fn name(self) -> &'static str {
         match self {
             Self::Status => "status",
             Self::NotImage => "not_image",
             Self::SetCookie => "set_cookie",
             Self::Private => "private",
+            Self::NoTransform => "no_transform",
+            Self::Vary => "vary",
             Self::TooLarge => "too_large",
+        }
+    }
+}
+
+impl From<NotTransformable> for NotOptimizable {
+    fn from(n: NotTransformable) -> NotOptimizable {
+        match n {
+            NotTransformable::NoTransform => Self::NoTransform,
+            NotTransformable::Private => Self::Private,
+            NotTransformable::Vary => Self::Vary,
         }
     }
 }
@@ -52,6 +82,7 @@ pub struct ResponseFacts<'a> {
     pub status: u16,
     pub content_type: Option<&'a str>,
     pub cache_control: Option<&'a str>,
+    pub vary: Option<&'a str>,
     pub has_set_cookie: bool,
     pub content_length: Option<u64>,
 }
@@ -74,24 +105,11 @@ pub fn optimizable(facts: &ResponseFacts<'_>, max_source_bytes: u64) -> Result<(
     if facts.has_set_cookie {
         return Err(NotOptimizable::SetCookie);
     }
-    if facts.cache_control.is_some_and(forbids_shared_storage) {
-        return Err(NotOptimizable::Private);
-    }
+    may_transform(facts.cache_control, facts.vary)?;
     if facts.content_length.is_some_and(|n| n > max_source_bytes) {
         return Err(NotOptimizable::TooLarge);
     }
     Ok(())
-}
-
-/// `private` or `no-store` anywhere in a `Cache-Control` value (`no-cache` only asks for
-/// revalidation: the sidecar revalidates through the validators it keeps).
-pub fn forbids_shared_storage(cache_control: &str) -> bool {
-    cache_control.split(',').any(|d| {
-        let name = d.split('=').next().unwrap_or_default().trim();
-        ["private", "no-store"]
-            .iter()
-            .any(|x| name.eq_ignore_ascii_case(x))
-    })
 }
 
 /// `existing` Vary value with every [`VARY_HEADERS`] name appended that it does not list yet.

@@ -4,8 +4,9 @@
 //!
 //! * Same store, entries after `since`: apply them; ask again from the last one at once when
 //!   the page did not reach the store's newest sequence, else long-poll.
-//! * A different `store_id` (the sidecar's database was replaced), or a newest sequence below
-//!   what we already applied (it went back in time): **resync**. The epoch is bumped, which
+//! * A different `store_id` (the sidecar's database was replaced), a newest sequence below
+//!   what we already applied (it went back in time), or a page saying that changes after our
+//!   `since` were compacted away (deleted sources whose deletion we may have missed): **resync**. The epoch is bumped, which
 //!   empties every bucket at once (see [`crate::table`]), and the feed is read again from 0.
 //!   A page asked from 0 is complete, so it is applied right away.
 
@@ -46,8 +47,10 @@ pub fn follow<'a>(
     }
     let changed_store = page.store_id != meta.store_id;
     let went_back = page.last_seq < meta.applied_seq || page.last_seq < asked_since;
+    // Asked from 0, a page is a full snapshot: nothing missed can matter.
+    let missed_deletions = asked_since != 0 && page.compacted_seq > asked_since;
     let mut resynced = false;
-    if changed_store || went_back {
+    if changed_store || went_back || missed_deletions {
         meta.epoch = meta.epoch.wrapping_add(1).max(1);
         meta.store_id = page.store_id;
         meta.applied_seq = 0;

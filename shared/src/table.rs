@@ -152,6 +152,9 @@ pub enum Upsert {
     Evicted,
     /// The stored entry is newer than the one offered: nothing changed.
     Stale,
+    /// The entry was empty (the sidecar deleted the source): the key left the bucket, or was
+    /// not in it.
+    Removed,
 }
 
 /// Returns the bucket value with `entry` written into it, in `epoch`. A bucket from another
@@ -171,11 +174,21 @@ pub fn bucket_upsert(
         .unwrap_or_default();
     let encoded = entry.encode();
     let seq_of = |c: &[u8; ENTRY_LEN]| IndexRecord::decode(&c[KeyId::LEN..]).map_or(0, |r| r.seq);
-    let outcome = if let Some(slot) = kept.iter_mut().find(|c| c[..KeyId::LEN] == entry.key.0) {
-        if seq_of(slot) > entry.record.seq {
+    let found = kept.iter().position(|c| c[..KeyId::LEN] == entry.key.0);
+    if let Some(i) = found {
+        if seq_of(&kept[i]) > entry.record.seq {
             return (encode_bucket(epoch, &kept), Upsert::Stale);
         }
-        *slot = encoded;
+    }
+    // An empty record reads the same as no record: free its way for another source.
+    if entry.record.is_empty() {
+        if let Some(i) = found {
+            kept.remove(i);
+        }
+        return (encode_bucket(epoch, &kept), Upsert::Removed);
+    }
+    let outcome = if let Some(i) = found {
+        kept[i] = encoded;
         Upsert::Replaced
     } else if kept.len() < usize::from(ways.max(1)) {
         kept.push(encoded);

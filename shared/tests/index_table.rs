@@ -4,9 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed test
 
 use rendition_shared::hot::HotUrls;
-use rendition_shared::response::{
-    forbids_shared_storage, merge_vary, optimizable, NotOptimizable, ResponseFacts,
-};
+use rendition_shared::response::{merge_vary, optimizable, NotOptimizable, ResponseFacts};
 use rendition_shared::sync::follow;
 use rendition_shared::table::{
     bucket_key, bucket_lookup, bucket_upsert, IndexMeta, Upsert, BUCKET_HEADER_LEN, META_LEN,
@@ -173,6 +171,7 @@ fn page(store_id: u64, last_seq: u64, entries: Vec<IndexEntry>) -> FeedPage {
     FeedPage {
         store_id,
         last_seq,
+        compacted_seq: 0,
         entries,
     }
 }
@@ -235,6 +234,62 @@ fn follow_resyncs_on_a_new_store_or_a_lower_sequence() {
 }
 
 #[test]
+fn follow_resyncs_when_deletions_after_its_since_were_compacted_away() {
+    let mut meta = IndexMeta::new(64, 4);
+    meta.store_id = 77;
+    meta.applied_seq = 40;
+    meta.epoch = 2;
+    // Up to date past the compaction: nothing missed.
+    let p = FeedPage {
+        compacted_seq: 30,
+        ..page(77, 45, vec![entry(key("/a.jpg"), 45, &[8])])
+    };
+    let step = follow(meta, 40, &p, 1);
+    assert!(!step.resynced);
+    assert_eq!(step.apply.len(), 1);
+    // Behind it: deletions we never saw are gone from the feed; forget everything, start over.
+    let p = FeedPage {
+        compacted_seq: 50,
+        ..page(77, 60, vec![entry(key("/b.jpg"), 55, &[8])])
+    };
+    let step = follow(meta, 40, &p, 2);
+    assert!(step.resynced && step.poll_now && step.apply.is_empty());
+    assert_eq!((step.meta.epoch, step.meta.applied_seq), (3, 0));
+    // From 0 the page is a snapshot: applied, no resync loop.
+    let step = follow(step.meta, 0, &p, 3);
+    assert!(!step.resynced);
+    assert_eq!(step.apply.len(), 1);
+}
+
+#[test]
+fn an_empty_record_removes_its_source_from_the_bucket() {
+    let (a, b) = (key("/a.jpg"), key("/b.jpg"));
+    let (bucket, _) = bucket_upsert(None, 1, 4, &entry(a, 1, &[8]));
+    let (bucket, _) = bucket_upsert(Some(&bucket), 1, 4, &entry(b, 2, &[8]));
+    let deleted = IndexEntry {
+        key: a,
+        record: IndexRecord {
+            seq: 3,
+            ..IndexRecord::default()
+        },
+    };
+    let (bucket, outcome) = bucket_upsert(Some(&bucket), 1, 4, &deleted);
+    assert_eq!(outcome, Upsert::Removed);
+    assert_eq!(bucket_lookup(&bucket, 1, &a), None);
+    assert!(bucket_lookup(&bucket, 1, &b).is_some());
+    assert_eq!(bucket.len(), 8 + 44, "one entry left");
+    // An older deletion does not remove a newer record.
+    let old = IndexEntry {
+        key: b,
+        record: IndexRecord {
+            seq: 1,
+            ..IndexRecord::default()
+        },
+    };
+    assert_eq!(bucket_upsert(Some(&bucket), 1, 4, &old).1, Upsert::Stale);
+}
+
+#[test]
 fn hot_urls_fire_once_at_the_threshold() {
     let mut hot = HotUrls::new(1024, 5);
     let k = key("/hot.jpg");
@@ -269,6 +324,7 @@ fn facts<'a>(status: u16, ct: &'a str, cc: Option<&'a str>) -> ResponseFacts<'a>
         status,
         content_type: Some(ct),
         cache_control: cc,
+        vary: None,
         has_set_cookie: false,
         content_length: Some(1000),
     }
@@ -322,9 +378,37 @@ fn only_public_images_are_optimizable() {
     let mut no_type = facts(200, "", None);
     no_type.content_type = None;
     assert_eq!(optimizable(&no_type, max), Err(NotOptimizable::NotImage));
-    assert!(!forbids_shared_storage(
-        "public, max-age=31536000, immutable"
-    ));
+    assert_eq!(
+        optimizable(
+            &facts(
+                200,
+                "image/jpeg",
+                Some("public, max-age=31536000, immutable")
+            ),
+            max
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        optimizable(
+            &facts(200, "image/jpeg", Some("max-age=60, No-Transform")),
+            max
+        ),
+        Err(NotOptimizable::NoTransform)
+    );
+    for (vary, verdict) in [
+        ("Accept-Encoding", Ok(())),
+        (" accept-encoding ,Accept-Encoding", Ok(())),
+        ("", Ok(())),
+        ("Accept", Err(NotOptimizable::Vary)),
+        ("Accept-Encoding, Cookie", Err(NotOptimizable::Vary)),
+        ("Authorization", Err(NotOptimizable::Vary)),
+        ("*", Err(NotOptimizable::Vary)),
+    ] {
+        let mut f = facts(200, "image/jpeg", None);
+        f.vary = Some(vary);
+        assert_eq!(optimizable(&f, max), verdict, "Vary: {vary}");
+    }
 }
 
 #[test]

@@ -136,22 +136,40 @@ fn golden_feed_page() {
     let page = FeedPage {
         store_id: 0xAB,
         last_seq: 12,
+        compacted_seq: 0x0102,
         entries: vec![entry],
     };
     let bytes = page.encode();
     #[rustfmt::skip]
     let header: [u8; FEED_HEADER_LEN] = [
-        1, 0, 0, 0, 0, 0, 0, 0,          // version 1, reserved
+        2, 0, 0, 0, 0, 0, 0, 0,          // version 2, reserved
         0xAB, 0, 0, 0, 0, 0, 0, 0,       // store_id 0xAB
         12, 0, 0, 0, 0, 0, 0, 0,         // last_seq 12
         1, 0, 0, 0,                      // count 1
         0, 0, 0, 0,                      // reserved
+        0x02, 0x01, 0, 0, 0, 0, 0, 0,    // compacted_seq 0x0102
     ];
     assert_eq!(&bytes[..FEED_HEADER_LEN], &header);
     assert_eq!(bytes.len(), FEED_HEADER_LEN + ENTRY_LEN);
-    assert_eq!(FeedPage::decode(&bytes), Ok(page));
-    assert_eq!(FeedPage::decode(&bytes[..40]), Err(RecordError::Length(40)));
+    assert_eq!(FeedPage::decode(&bytes), Ok(page.clone()));
+    assert_eq!(FeedPage::decode(&bytes[..48]), Err(RecordError::Length(48)));
     let mut bad = bytes.clone();
     bad[3] = 1;
     assert_eq!(FeedPage::decode(&bad), Err(RecordError::ReservedNotZero));
+    let mut unknown = bytes.clone();
+    unknown[0] = 3;
+    assert_eq!(FeedPage::decode(&unknown), Err(RecordError::Version(3)));
+
+    // A version 1 page (an older sidecar during an upgrade): the 32-byte header, no
+    // compacted_seq, read as 0.
+    let mut v1 = vec![1u8];
+    v1.extend_from_slice(&bytes[1..32]);
+    v1.extend_from_slice(&bytes[FEED_HEADER_LEN..]);
+    assert_eq!(
+        FeedPage::decode(&v1),
+        Ok(FeedPage {
+            compacted_seq: 0,
+            ..page
+        })
+    );
 }

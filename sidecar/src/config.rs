@@ -30,6 +30,8 @@ pub struct Config {
     pub origins: OriginsConfig,
     pub variants: VariantsConfig,
     pub queue: QueueConfig,
+    pub freshness: FreshnessConfig,
+    pub records: RecordsConfig,
 }
 
 impl Default for Config {
@@ -46,6 +48,8 @@ impl Default for Config {
             origins: OriginsConfig::default(),
             variants: VariantsConfig::default(),
             queue: QueueConfig::default(),
+            freshness: FreshnessConfig::default(),
+            records: RecordsConfig::default(),
         }
     }
 }
@@ -70,7 +74,8 @@ impl Default for LearnedQualityConfig {
 }
 
 /// Where originals are fetched from. A notify names a host and a path, never an address: the
-/// request always goes to a configured base URL, with the original Host header.
+/// request always goes to a configured base URL, with the original Host header (over https,
+/// under the original host name too: `crate::origin`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OriginsConfig {
@@ -81,8 +86,23 @@ pub struct OriginsConfig {
     /// Host (as in the request's Host header) to base URL.
     pub hosts: BTreeMap<String, String>,
     pub timeout_ms: u64,
-    /// Follow redirects, only to the same origin. Off by default.
+    /// Follow redirects, only to the same origin or from http to https on the same host. Off
+    /// by default.
     pub follow_redirects: bool,
+    /// Which roots https origins' certificates must chain to: the Mozilla roots compiled into
+    /// the binary (`webpki`), or the system's store (`system`).
+    pub tls_roots: TlsRoots,
+    /// PEM file of more CA certificates to trust (an internal CA, a test CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The trust roots of https origins (`origins.tls_roots`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsRoots {
+    Webpki,
+    System,
 }
 
 impl Default for OriginsConfig {
@@ -92,6 +112,8 @@ impl Default for OriginsConfig {
             hosts: BTreeMap::new(),
             timeout_ms: 5_000,
             follow_redirects: false,
+            tls_roots: TlsRoots::Webpki,
+            ca_file: None,
         }
     }
 }
@@ -181,6 +203,57 @@ impl Default for QueueConfig {
     }
 }
 
+/// Revalidation of stored originals with their origin (docs/operations.md, "Images that
+/// change"). How long an original stays fresh is the origin's to say (its caching headers);
+/// these bound how often the sidecar may ask.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FreshnessConfig {
+    /// A source is revalidated at most once in this time (the origin sees one conditional
+    /// request per stale period at most, however many hits).
+    pub revalidate_min_interval_ms: u64,
+    /// After a failed revalidation (timeout, 5xx), stale variants keep being served and the
+    /// next attempt waits this long.
+    pub revalidate_retry_after_ms: u64,
+    /// Revalidations running at once, across sources.
+    pub revalidations_in_flight: usize,
+}
+
+impl Default for FreshnessConfig {
+    fn default() -> Self {
+        FreshnessConfig {
+            revalidate_min_interval_ms: 1_000,
+            revalidate_retry_after_ms: 10_000,
+            revalidations_in_flight: 16,
+        }
+    }
+}
+
+/// How long a record that holds no variant (refused, purged, lost, all evicted) is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordsConfig {
+    /// Seconds after its last change; then the record is deleted (the filters are told
+    /// through the feed) and, after as long again, its tombstone leaves the feed. A deleted
+    /// refusal is asked again at the next miss.
+    pub empty_ttl_secs: u64,
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        RecordsConfig {
+            empty_ttl_secs: 86_400,
+        }
+    }
+}
+
+impl RecordsConfig {
+    /// How often the sweep runs: a quarter of the time to live, between 1 s and a minute.
+    pub fn sweep_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs((self.empty_ttl_secs / 4).clamp(1, 60))
+    }
+}
+
 /// A configuration error, naming the key.
 #[derive(Debug, thiserror::Error)]
 #[error("config: {key}: {message}")]
@@ -244,11 +317,29 @@ impl Config {
         for (host, url) in &self.origins.hosts {
             check_base_url(&format!("origins.hosts.{host}"), url)?;
         }
+        check_https_names(&self.origins.hosts)?;
+        if let Some(path) = &self.origins.ca_file {
+            if !path.is_file() {
+                return Err(err(
+                    "origins.ca_file",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+        }
         if self.origins.timeout_ms == 0 {
             return Err(err("origins.timeout_ms", "must be greater than 0"));
         }
         if self.queue.capacity == 0 {
             return Err(err("queue.capacity", "must be greater than 0"));
+        }
+        if self.freshness.revalidations_in_flight == 0 {
+            return Err(err(
+                "freshness.revalidations_in_flight",
+                "must be greater than 0",
+            ));
+        }
+        if self.records.empty_ttl_secs == 0 {
+            return Err(err("records.empty_ttl_secs", "must be greater than 0"));
         }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err(err("admin_token", "must be at least 16 characters"));
@@ -264,6 +355,39 @@ impl Config {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
     }
+}
+
+/// Over https a source is requested under its own host name (for SNI), which the resolver maps
+/// to its base URL's host. Two hosts that differ only in their port would then need two
+/// different addresses for one name: refused.
+fn check_https_names(hosts: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    for (host, url) in hosts {
+        let name = host.rsplit_once(':').map_or(host.as_str(), |(n, _)| n);
+        let base = url
+            .split("://")
+            .nth(1)
+            .unwrap_or(url)
+            .split('/')
+            .next()
+            .unwrap_or(url);
+        let base = base.rsplit_once(':').map_or(base, |(b, _)| b);
+        match seen.get(name) {
+            Some((other, other_base))
+                if *other_base != base
+                    && (url.starts_with("https") || hosts[*other].starts_with("https")) =>
+            {
+                return Err(err(
+                    &format!("origins.hosts.{host}"),
+                    format!("{host} and {other} map to different https origins; TLS names one host, so they must share a base host"),
+                ));
+            }
+            _ => {
+                seen.insert(name, (host.as_str(), base));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The dotted key (`variants.mobile_width`) of the `key = value` line holding byte `at`, from
@@ -287,12 +411,16 @@ fn key_at(text: &str, at: usize) -> Option<String> {
 
 fn check_base_url(key: &str, url: &str) -> Result<(), ConfigError> {
     let parsed = reqwest::Url::parse(url).map_err(|e| err(key, format!("{url:?}: {e}")))?;
-    if parsed.scheme() != "http" {
+    if parsed.scheme() != "http" && parsed.scheme() != "https" {
         return Err(err(
             key,
-            format!(
-                "{url:?}: only http:// origins are supported (the sidecar runs next to the app)"
-            ),
+            format!("{url:?}: an origin is an http:// or https:// URL"),
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(err(
+            key,
+            format!("{url:?}: credentials do not belong in a base URL"),
         ));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {

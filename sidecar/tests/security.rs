@@ -141,6 +141,7 @@ fn origins(base: &str, follow_redirects: bool) -> Origins {
         hosts: [("shop.example".to_owned(), base.to_owned())].into(),
         timeout_ms: 3_000,
         follow_redirects,
+        ..OriginsConfig::default()
     };
     Origins::new(&config, 10 << 20).unwrap()
 }
@@ -193,6 +194,8 @@ fn location(target: &str, code: u16, origin: SocketAddr, trap: SocketAddr) -> St
         "private" => "http://10.0.0.1/img/rocket.jpg".to_owned(),
         "ipv6" => format!("http://[::1]:{}/img/rocket.jpg", trap.port()),
         "https" => format!("https://{origin}/img/rocket.jpg"),
+        // an upgrade to https, but to another host
+        "https-localhost" => format!("https://localhost:{}/img/rocket.jpg", origin.port()),
         _ => "/".to_owned(),
     }
 }
@@ -262,6 +265,7 @@ async fn redirects_never_leave_the_origin() {
             "private",
             "ipv6",
             "https",
+            "https-localhost",
         ] {
             // Off (the default): nothing is followed, the fetch fails with the redirect status.
             let r = fetch(&off, code, target).await;
@@ -270,10 +274,18 @@ async fn redirects_never_leave_the_origin() {
                 FetchError::Status(code),
                 "off: {code} {target}"
             );
-            // On: same origin only (scheme, host and port as configured).
+            // On: same origin only (scheme, host and port as configured), or the same host
+            // over https (here the plain-http origin cannot speak TLS: a TLS error, and
+            // nothing else was contacted).
             let r = fetch(&on, code, target).await;
             if target.starts_with("same") {
                 assert_eq!(r.unwrap(), rocket, "on: {code} {target}");
+            } else if target == "https" {
+                let e = r.unwrap_err();
+                assert!(
+                    matches!(e, FetchError::Tls(_) | FetchError::Network(_)),
+                    "on: {code} https upgrade followed: {e:?}"
+                );
             } else {
                 // Stopped at the redirect, not a failed connection: nothing was contacted.
                 assert_eq!(

@@ -59,6 +59,7 @@ fn variants_survive_reopen_and_aliases_resolve() {
                         reason: "not smaller".into(),
                     },
                 ],
+                false,
             )
             .unwrap();
         store.flush().unwrap();
@@ -70,9 +71,9 @@ fn variants_survive_reopen_and_aliases_resolve() {
     assert!(record.lost.contains(m(0x08)));
     assert_eq!(smeta.lost_reasons, vec![(0x08, "not smaller".to_owned())]);
     let v = store.variant(&key.id(), m(0x19)).unwrap().unwrap();
-    assert_eq!(v.bytes.len(), 1000);
-    assert_eq!(v.bytes[0], 0x09, "alias 0x19 serves the 0x09 blob");
-    assert_eq!(v.meta.content_type, "image/webp");
+    assert_eq!(v.variant.bytes.len(), 1000);
+    assert_eq!(v.variant.bytes[0], 0x09, "alias 0x19 serves the 0x09 blob");
+    assert_eq!(v.variant.meta.content_type, "image/webp");
     assert!(store.variant(&key.id(), m(0x0a)).unwrap().is_none());
 }
 
@@ -84,7 +85,7 @@ fn eviction_keeps_the_store_under_budget_oldest_first() {
     for i in 0..10 {
         let key = SourceKey::new("h", &format!("/{i}.jpg")).unwrap();
         store
-            .put_outcomes(&key, &meta(&key), &[variant(0x09, &[], 5_000)])
+            .put_outcomes(&key, &meta(&key), &[variant(0x09, &[], 5_000)], false)
             .unwrap();
         store.evict_to_budget().unwrap();
         keys.push(key);
@@ -113,13 +114,13 @@ fn feed_has_one_entry_per_source_and_pages() {
     let a = SourceKey::new("h", "/a.jpg").unwrap();
     let b = SourceKey::new("h", "/b.jpg").unwrap();
     let s1 = store
-        .put_outcomes(&a, &meta(&a), &[variant(0x01, &[], 10)])
+        .put_outcomes(&a, &meta(&a), &[variant(0x01, &[], 10)], false)
         .unwrap();
     let s2 = store
-        .put_outcomes(&b, &meta(&b), &[variant(0x01, &[], 10)])
+        .put_outcomes(&b, &meta(&b), &[variant(0x01, &[], 10)], false)
         .unwrap();
     let s3 = store
-        .put_outcomes(&a, &meta(&a), &[variant(0x02, &[], 10)])
+        .put_outcomes(&a, &meta(&a), &[variant(0x02, &[], 10)], false)
         .unwrap();
     assert!(s1 < s2 && s2 < s3, "monotonic");
     let page = store.feed_since(0, 100).unwrap();
@@ -147,10 +148,10 @@ fn republish_moves_a_record_to_the_head_of_the_feed_unchanged() {
     let a = SourceKey::new("h", "/a.jpg").unwrap();
     let b = SourceKey::new("h", "/b.jpg").unwrap();
     let s1 = store
-        .put_outcomes(&a, &meta(&a), &[variant(0x01, &[0x09], 10)])
+        .put_outcomes(&a, &meta(&a), &[variant(0x01, &[0x09], 10)], false)
         .unwrap();
     let s2 = store
-        .put_outcomes(&b, &meta(&b), &[variant(0x01, &[], 10)])
+        .put_outcomes(&b, &meta(&b), &[variant(0x01, &[], 10)], false)
         .unwrap();
     let before = store.record(&a.id()).unwrap().unwrap().0;
     let s3 = store.republish(&a.id()).unwrap().unwrap();
@@ -182,7 +183,7 @@ fn purge_leaves_a_tombstone_in_the_feed() {
     let c = SourceKey::new("h", "/css/c.png").unwrap();
     for k in [&a, &b, &c] {
         store
-            .put_outcomes(k, &meta(k), &[variant(0x01, &[], 100)])
+            .put_outcomes(k, &meta(k), &[variant(0x01, &[], 100)], false)
             .unwrap();
     }
     let before = store.last_seq().unwrap();
@@ -221,7 +222,7 @@ fn a_corrupted_blob_is_never_served() {
     {
         let store = Store::open(&dir, 1 << 30).unwrap();
         store
-            .put_outcomes(&k, &meta(&k), &[variant(0x09, &[], 4000)])
+            .put_outcomes(&k, &meta(&k), &[variant(0x09, &[], 4000)], false)
             .unwrap();
         store.flush().unwrap();
     }
@@ -276,7 +277,7 @@ fn served_variants_answer_from_memory_until_the_store_changes() {
     let a = SourceKey::new("h", "/img/a.jpg").unwrap();
     let b = SourceKey::new("h", "/img/b.jpg").unwrap();
     store
-        .put_outcomes(&a, &meta(&a), &[variant(0x09, &[0x19], 300)])
+        .put_outcomes(&a, &meta(&a), &[variant(0x09, &[0x19], 300)], false)
         .unwrap();
     assert!(
         store.hot_variant(&a.id(), m(0x19)).is_none(),
@@ -286,11 +287,14 @@ fn served_variants_answer_from_memory_until_the_store_changes() {
     let hot = store
         .hot_variant(&a.id(), m(0x19))
         .expect("kept after a serve");
-    assert_eq!(hot.bytes, served.bytes);
-    assert_eq!((hot.crc, hot.meta.width), (served.crc, served.meta.width));
+    assert_eq!(hot.variant.bytes, served.variant.bytes);
+    assert_eq!(
+        (hot.variant.crc, hot.variant.meta.width),
+        (served.variant.crc, served.variant.meta.width)
+    );
     // Any committed change (here another source's variants) drops the copies...
     store
-        .put_outcomes(&b, &meta(&b), &[variant(0x01, &[], 100)])
+        .put_outcomes(&b, &meta(&b), &[variant(0x01, &[], 100)], false)
         .unwrap();
     assert!(store.hot_variant(&a.id(), m(0x19)).is_none());
     // ...and a purge can never be answered from memory.
@@ -298,4 +302,114 @@ fn served_variants_answer_from_memory_until_the_store_changes() {
     assert!(store.purge(&a.id()).unwrap());
     assert!(store.hot_variant(&a.id(), m(0x19)).is_none());
     assert!(store.variant(&a.id(), m(0x19)).unwrap().is_none());
+}
+
+#[test]
+fn a_replacement_swaps_every_slot_in_one_change() {
+    let dir = tempdir();
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    let a = SourceKey::new("h", "/a.jpg").unwrap();
+    store
+        .put_outcomes(
+            &a,
+            &meta(&a),
+            &[variant(0x01, &[], 100), variant(0x09, &[0x19], 200)],
+            false,
+        )
+        .unwrap();
+    let before = store.stats().unwrap().payload_bytes;
+    // The new original's first phase: one slot. Every old slot goes in the same change.
+    store
+        .put_outcomes(&a, &meta(&a), &[variant(0x09, &[], 300)], true)
+        .unwrap();
+    let (r, _) = store.record(&a.id()).unwrap().unwrap();
+    assert_eq!(r.stored.iter().collect::<Vec<_>>(), vec![m(0x09)]);
+    assert!(
+        store.variant(&a.id(), m(0x01)).unwrap().is_none(),
+        "old slot gone"
+    );
+    assert!(
+        store.variant(&a.id(), m(0x19)).unwrap().is_none(),
+        "old alias gone"
+    );
+    let v = store.variant(&a.id(), m(0x09)).unwrap().unwrap();
+    assert_eq!(v.variant.bytes.len(), 300, "the new bytes");
+    assert!(
+        store.stats().unwrap().payload_bytes < before,
+        "old blobs freed"
+    );
+}
+
+#[test]
+fn a_refusal_removes_the_variants_it_finds() {
+    let dir = tempdir();
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    let a = SourceKey::new("h", "/a.jpg").unwrap();
+    store
+        .put_outcomes(&a, &meta(&a), &[variant(0x09, &[0x19], 200)], false)
+        .unwrap();
+    store
+        .refuse(&a, &meta(&a), "Cache-Control: no-transform")
+        .unwrap();
+    let (r, smeta) = store.record(&a.id()).unwrap().unwrap();
+    assert!(r.refused && r.stored.is_empty());
+    assert_eq!(
+        smeta.refused.as_deref(),
+        Some("Cache-Control: no-transform")
+    );
+    assert!(store.variant(&a.id(), m(0x09)).unwrap().is_none());
+    assert_eq!(store.stats().unwrap().payload_bytes, 0, "no orphaned blob");
+}
+
+#[test]
+fn records_without_variants_expire_into_tombstones_that_expire_into_a_watermark() {
+    let dir = tempdir();
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    let kept = SourceKey::new("h", "/kept.jpg").unwrap();
+    let lost = SourceKey::new("h", "/lost.jpg").unwrap();
+    let refused = SourceKey::new("h", "/refused.jpg").unwrap();
+    store
+        .put_outcomes(&kept, &meta(&kept), &[variant(0x09, &[], 10)], false)
+        .unwrap();
+    let lost_only = Outcome::Lost {
+        slots: [m(0x09)].into_iter().collect(),
+        reason: "not smaller".into(),
+    };
+    store
+        .put_outcomes(&lost, &meta(&lost), &[lost_only], false)
+        .unwrap();
+    let refused_seq = store
+        .refuse(&refused, &meta(&refused), "not an image")
+        .unwrap();
+    // Not old enough: nothing goes.
+    let now = rendition_sidecar::store::now_secs();
+    assert_eq!(store.delete_empty_records(now - 60, 100).unwrap(), 0);
+    // Old enough: the two without variants go, the one with a variant stays.
+    assert_eq!(store.delete_empty_records(now + 1, 100).unwrap(), 2);
+    assert!(store.record(&lost.id()).unwrap().is_none());
+    assert!(store.record(&refused.id()).unwrap().is_none());
+    assert!(store.record(&kept.id()).unwrap().is_some());
+    assert_eq!(store.stats().unwrap().sources, 1);
+    // The feed says so: an empty record for each deleted source, newer than its last change.
+    let page = store.feed_since(refused_seq, 100).unwrap();
+    let forgotten: Vec<_> = page
+        .entries
+        .iter()
+        .filter(|e| e.record.is_empty())
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(forgotten.len(), 2);
+    assert!(forgotten.contains(&lost.id()) && forgotten.contains(&refused.id()));
+    assert_eq!(page.compacted_seq, 0);
+    // The tombstones leave the feed later; the watermark tells a follower that was behind.
+    assert_eq!(store.compact_feed(now - 60).unwrap(), 0, "too young");
+    assert_eq!(store.compact_feed(now + 10).unwrap(), 2);
+    let page = store.feed_since(0, 100).unwrap();
+    assert_eq!(page.entries.len(), 1, "only the live source");
+    assert!(page.compacted_seq > refused_seq);
+    // A source that comes back after its deletion is a new record, in order after it.
+    store
+        .put_outcomes(&lost, &meta(&lost), &[variant(0x01, &[], 10)], false)
+        .unwrap();
+    assert!(store.record(&lost.id()).unwrap().is_some());
 }

@@ -184,10 +184,19 @@ fn record_value_is_the_index_record_then_the_source_meta() {
         concat!(
             r#"{"key":"shop.example/a.jpg","etag":"\"v1\"","last_modified":null,"#,
             r#""cache_control":null,"source_bytes":1000,"width":0,"height":0,"format":null,"#,
-            r#""class":null,"refused":null,"lost_reasons":[],"updated":1700000000}"#
+            r#""class":null,"refused":null,"lost_reasons":[],"updated":1700000000,"#,
+            // freshness: none stamped yet
+            r#""expires":null,"validated_at_ms":0,"initial_age_ms":0,"lifetime":0,"#,
+            r#""lifetime_source":null,"must_revalidate":false,"source_hash":null}"#
         )
     );
-    assert_eq!(decode_record(&value).unwrap(), (record, meta));
+    assert_eq!(decode_record(&value).unwrap(), (record, meta.clone()));
+    // A record written before the freshness fields existed still reads (they default).
+    let mut old = record.encode().to_vec();
+    old.extend_from_slice(
+        br#"{"key":"shop.example/a.jpg","etag":"\"v1\"","last_modified":null,"cache_control":null,"source_bytes":1000,"width":0,"height":0,"format":null,"class":null,"refused":null,"lost_reasons":[],"updated":1700000000}"#,
+    );
+    assert_eq!(decode_record(&old).unwrap(), (record, meta));
     assert!(
         decode_record(&value[..27]).is_err(),
         "shorter than a record"

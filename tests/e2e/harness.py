@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -124,6 +125,30 @@ def free_port():
     raise RuntimeError("free_port: no free port below the ephemeral range")
 
 
+def make_tls(directory, names=("localhost", "shop.example", "a.test", "b.test", "unmapped.test"),
+             ips=("127.0.0.1",)):
+    """A test CA and a server certificate it signs (with `openssl`, which scripts/setup.sh
+    installs), for https origins. Returns {"ca": PEM path, "cert": ..., "key": ...}."""
+    os.makedirs(directory, exist_ok=True)
+    p = lambda n: os.path.join(directory, n)  # noqa: E731
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    quiet = dict(check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(["openssl", "req", "-x509", *ec, "-keyout", p("ca.key"), "-out", p("ca.pem"),
+                    "-days", "2", "-subj", "/CN=Rendition test CA",
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"], **quiet)
+    subprocess.run(["openssl", "req", *ec, "-keyout", p("server.key"), "-out", p("server.csr"),
+                    "-subj", "/CN=rendition test origin"], **quiet)
+    san = ",".join([f"DNS:{n}" for n in names] + [f"IP:{i}" for i in ips])
+    with open(p("ext.cnf"), "w") as f:
+        f.write(f"subjectAltName={san}\nbasicConstraints=critical,CA:FALSE\n"
+                "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", p("server.csr"), "-CA", p("ca.pem"),
+                    "-CAkey", p("ca.key"), "-CAcreateserial", "-out", p("server.pem"),
+                    "-days", "2", "-extfile", p("ext.cnf")], **quiet)
+    return {"ca": p("ca.pem"), "cert": p("server.pem"), "key": p("server.key")}
+
+
 class Origin(http.server.ThreadingHTTPServer):
     """examples/site, plus:
     /private/<f>  the file with Cache-Control: private
@@ -146,18 +171,37 @@ class Origin(http.server.ThreadingHTTPServer):
     # 1 s connect timeout to the origin: a 503 that is the test origin's, not Rendition's.
     request_queue_size = 256
 
-    def __init__(self, port):
-        self.seen = []
-        self.slow_seconds = 0.0
-        self.files = {}
-        self.requests = []
-        self.hooks = []
-        self.lock = threading.Lock()
+    def __init__(self, port, twin_of=None, tls=None):
+        """`twin_of`: another Origin whose state (files, hooks, logs) this one shares: the same
+        site on a second port. `tls`: make_tls()'s files, to serve https."""
+        if twin_of is None:
+            self.seen = []
+            self.slow_seconds = 0.0
+            self.files = {}
+            self.requests = []
+            self.hooks = []
+            self.lock = threading.Lock()
+        else:
+            self.__dict__.update({k: getattr(twin_of, k) for k in
+                                  ("seen", "files", "requests", "hooks", "lock")})
+            self.twin = twin_of
         super().__init__(("127.0.0.1", port), OriginHandler)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls["cert"], tls["key"])
+            # The handshake runs in the handler's thread, not in accept(): one slow client
+            # cannot hold up the others.
+            self.socket = ctx.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
+
+    @property
+    def slow(self):
+        return getattr(self, "twin", self).slow_seconds
 
     def handle_error(self, request, client_address):
-        # A client that hangs up (the sidecar's fetch timing out) is not an origin error.
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+        # A client that hangs up (the sidecar's fetch timing out), or one that does not trust
+        # the test CA and drops the handshake, is not an origin error.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ssl.SSLError)):
             super().handle_error(request, client_address)
 
 
@@ -206,7 +250,7 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
             name, extra["Set-Cookie"] = "/img/" + path[len("/cookie/"):], "session=abc"
         elif path.startswith("/slow/"):
             name = "/img/" + path[len("/slow/"):]
-            time.sleep(self.server.slow_seconds)
+            time.sleep(self.server.slow)
         elif path.startswith("/error/") or (
                 path.startswith("/flaky/") and self.headers.get("User-Agent", "").startswith("rendition/")):
             self.send_response(503)
@@ -245,7 +289,15 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
 
 
 class Stack:
-    def __init__(self, rendition_bin, envoy_bin, proactive=True, sidecar_args=(), default_origin=True):
+    def __init__(self, rendition_bin, envoy_bin, proactive=True, sidecar_args=(), default_origin=True,
+                 https=None):
+        """`https`: the sidecar fetches originals over https from a second port of the same
+        origin (Envoy still proxies clients over http), trusting the test CA through
+        `--origin-ca-file`. None reads RENDITION_E2E_HTTPS=1."""
+        if https is None:
+            https = os.environ.get("RENDITION_E2E_HTTPS") == "1"
+        self.https = https
+        self.trust_ca = True
         self.rendition_bin = rendition_bin
         self.sidecar_args = list(sidecar_args)
         # False: no --origin; sidecar_args map hosts (--origin-host) or name a --config
@@ -255,6 +307,9 @@ class Stack:
         self.tmp = tempfile.mkdtemp(prefix="rendition-e2e-")
         self.origin_port, self.sidecar_port = free_port(), free_port()
         self.envoy_port, self.admin_port = free_port(), free_port()
+        self.tls_port = free_port() if https else None
+        self.tls = make_tls(os.path.join(self.tmp, "tls")) if https else None
+        self.tls_origin = None
         self.sidecar = None
         self.envoy = None
         self.origin = None
@@ -264,6 +319,9 @@ class Stack:
     def start(self):
         self.origin = Origin(self.origin_port)
         threading.Thread(target=self.origin.serve_forever, daemon=True).start()
+        if self.https:
+            self.tls_origin = Origin(self.tls_port, twin_of=self.origin, tls=self.tls)
+            threading.Thread(target=self.tls_origin.serve_forever, daemon=True).start()
         self.start_sidecar()
         self.start_envoy()
         return self
@@ -274,7 +332,9 @@ class Stack:
         args = [self.rendition_bin, "serve", "--listen", f"127.0.0.1:{self.sidecar_port}",
                 "--data-dir", self.data_dir]
         if self.default_origin:
-            args += ["--origin", f"http://127.0.0.1:{self.origin_port}"]
+            args += ["--origin", self.origin_url()]
+        if self.https and self.trust_ca:
+            args += ["--origin-ca-file", self.tls["ca"]]
         if self.proactive:
             args.append("--proactive-image-variants")
         args += self.sidecar_args
@@ -314,8 +374,9 @@ class Stack:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        if self.origin:
-            self.origin.shutdown()
+        for o in (self.origin, self.tls_origin):
+            if o:
+                o.shutdown()
         if os.environ.get("RENDITION_E2E_KEEP") != "1":
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -376,6 +437,12 @@ class Stack:
 
     def host(self):
         return f"127.0.0.1:{self.envoy_port}"
+
+    def origin_url(self, host="127.0.0.1"):
+        """The base URL the sidecar fetches originals from (https on the TLS port when on)."""
+        if self.https:
+            return f"https://{host}:{self.tls_port}"
+        return f"http://{host}:{self.origin_port}"
 
 
 def request(port, path, headers=None, method="GET"):

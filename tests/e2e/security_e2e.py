@@ -175,12 +175,14 @@ class Security:
             self.trap6 = None
         for t in self.traps:
             threading.Thread(target=t.serve_forever, daemon=True).start()
-        origin = f"http://127.0.0.1:{s.origin_port}"
+        # The sidecar fetches over https from a second port of the same origin when
+        # RENDITION_E2E_HTTPS=1 (make test runs this suite both ways).
+        origin = s.origin_url()
         config = os.path.join(s.tmp, "sidecar.toml")
         with open(config, "w") as f:
             f.write(f'[origins]\ndefault = ""\nfollow_redirects = false\n[origins.hosts]\n'
                     f'"127.0.0.1:{s.envoy_port}" = "{origin}"\n"a.test" = "{origin}"\n'
-                    f'"b.test" = "http://localhost:{s.origin_port}"\n')
+                    f'"b.test" = "{s.origin_url("localhost")}"\n')
         s.sidecar_args = ["--config", config]
         s.start()
         s.origin.hooks += [self.by_host, self.redirect, self.split]
@@ -191,8 +193,9 @@ class Security:
         self.aux_addr, self.aux_port = ip, free_port()
         config = os.path.join(s.tmp, "aux.toml")
         with open(config, "w") as f:
-            f.write(f'admin_token = "{TOKEN}"\n[origins]\ndefault = ""\nfollow_redirects = true\n'
-                    f'[origins.hosts]\n"127.0.0.1:{s.envoy_port}" = "http://127.0.0.1:{s.origin_port}"\n')
+            ca = f'ca_file = "{s.tls["ca"]}"\n' if s.https else ""
+            f.write(f'admin_token = "{TOKEN}"\n[origins]\ndefault = ""\nfollow_redirects = true\n{ca}'
+                    f'[origins.hosts]\n"127.0.0.1:{s.envoy_port}" = "{s.origin_url()}"\n')
         self.aux_log = os.path.join(s.tmp, "aux.log")
         with open(self.aux_log, "ab") as log:
             self.aux = subprocess.Popen(

@@ -5,7 +5,7 @@ use clap::Args;
 use rendition_sidecar::config::{Config, ConfigError};
 use rendition_sidecar::encode::avif;
 use rendition_sidecar::quality::{CodecDials, LearnedQuality};
-use rendition_sidecar::service::{self, work, AppState};
+use rendition_sidecar::service::{self, sweep, work, AppState};
 use rendition_sidecar::store::Store;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +33,19 @@ pub struct ServeArgs {
     /// Per-host origin, HOST=URL (repeatable).
     #[arg(long = "origin-host", value_name = "HOST=URL")]
     origin_hosts: Vec<String>,
+    /// PEM file of CA certificates https origins may also chain to (origins.ca_file).
+    #[arg(long, env = "RENDITION_ORIGIN_CA_FILE", value_name = "PEM")]
+    origin_ca_file: Option<PathBuf>,
+    /// Follow redirects: same origin, or http to https on the same host (origins.follow_redirects).
+    #[arg(long)]
+    follow_redirects: bool,
+    /// Seconds a record without variants is kept (records.empty_ttl_secs, default 86400).
+    #[arg(long, env = "RENDITION_RECORDS_EMPTY_TTL_SECS")]
+    records_empty_ttl_secs: Option<u64>,
+    /// A source is revalidated with its origin at most once in this time
+    /// (freshness.revalidate_min_interval_ms, default 1000).
+    #[arg(long, env = "RENDITION_REVALIDATE_MIN_INTERVAL_MS")]
+    revalidate_min_interval_ms: Option<u64>,
     #[arg(long, env = "RENDITION_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     #[arg(long, env = "RENDITION_MAX_SOURCE_BYTES")]
@@ -87,7 +100,13 @@ impl ServeArgs {
             workers => queue.workers, queue_capacity => queue.capacity,
             mobile_width => variants.mobile_width, tablet_width => variants.tablet_width,
             desktop_width => variants.desktop_width,
+            records_empty_ttl_secs => records.empty_ttl_secs,
+            revalidate_min_interval_ms => freshness.revalidate_min_interval_ms,
         }
+        if let Some(path) = &self.origin_ca_file {
+            c.origins.ca_file = Some(path.clone());
+        }
+        c.origins.follow_redirects |= self.follow_redirects;
         if let Some(o) = &self.origin {
             c.origins.default = rendition_sidecar::config::default_origin(o);
         }
@@ -182,7 +201,8 @@ async fn serve(config: Config) -> Result<(), String> {
         }),
         avif: avif::default_encoder(),
     };
-    let handles = work::run_workers(Arc::new(worker), rx);
+    let mut handles = work::run_workers(Arc::new(worker), rx);
+    handles.push(sweep::spawn(Arc::clone(&state)));
     let result = service::serve(state, listener)
         .await
         .map_err(|e| e.to_string());

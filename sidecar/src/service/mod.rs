@@ -11,11 +11,14 @@
 
 pub mod admin;
 pub mod api_error;
+pub mod gate;
 pub mod queue;
 pub mod report;
+pub mod revalidate;
 pub mod routes;
 pub mod state;
 pub mod stats;
+pub mod sweep;
 pub mod work;
 
 pub use state::AppState;

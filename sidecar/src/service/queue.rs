@@ -7,10 +7,11 @@
 //!
 //! What a worker does with a job is `super::work`.
 
+use crate::origin::Fetched;
 use rendition_shared::wire::Requested;
 use rendition_shared::{KeyId, SourceKey};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// A notify, validated.
@@ -20,6 +21,9 @@ pub struct Job {
     pub requested: Requested,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    /// A revalidation found a new original: these are its bytes (no second fetch), and every
+    /// stored variant is made again from them and swapped in at once.
+    pub replacement: Option<Arc<Fetched>>,
 }
 
 /// What [`WorkQueue::submit`] did with a job.
@@ -76,8 +80,12 @@ impl WorkQueue {
                 p.job.etag = job.etag;
                 p.job.last_modified = job.last_modified;
             }
+            let replacement = job.replacement.is_some();
+            if replacement {
+                p.job.replacement = job.replacement;
+            }
             let new_slot = p.job.requested != job.requested && !p.more.contains(&job.requested);
-            if new_slot || (changed && p.running) {
+            if new_slot || ((changed || replacement) && p.running) {
                 p.more.push(job.requested);
             }
             return Submitted::Merged;
@@ -103,7 +111,14 @@ impl WorkQueue {
         let mut pending = self.pending.lock().ok()?;
         let p = pending.get_mut(id)?;
         p.running = true;
-        Some((p.job.clone(), std::mem::take(&mut p.more)))
+        // The replacement goes with this run; one that arrives while it runs stays for the
+        // requeue.
+        let replacement = p.job.replacement.take();
+        let job = Job {
+            replacement,
+            ..p.job.clone()
+        };
+        Some((job, std::mem::take(&mut p.more)))
     }
 
     /// Ends a run; requeues once when more slots were asked for meanwhile. Returns false when

@@ -205,6 +205,28 @@ fn pager(h: &mut String, r: &Report) {
     let _ = write!(h, "</p>");
 }
 
+/// "fresh for 9 more s (max-age 60)" or "stale for 12 s (max-age 60, must revalidate)".
+fn freshness(m: &SourceMeta, now_ms: u64) -> String {
+    let source = m.lifetime_source.as_deref().unwrap_or("unknown");
+    let lifetime_ms = m.lifetime.saturating_mul(1000);
+    let age = m.age_ms(now_ms);
+    let rule = if m.must_revalidate {
+        ", must revalidate"
+    } else {
+        ""
+    };
+    let (state, secs) = if age < lifetime_ms {
+        ("fresh for", (lifetime_ms - age) / 1000)
+    } else {
+        ("stale for", (age - lifetime_ms) / 1000)
+    };
+    format!(
+        "{state} {secs} s ({} {} s{rule})",
+        esc(source),
+        m.lifetime
+    )
+}
+
 fn source_section(h: &mut String, s: &SourceReport) {
     let m = &s.meta;
     let id = s.id;
@@ -230,9 +252,10 @@ fn source_section(h: &mut String, s: &SourceReport) {
     }
     let _ = write!(
         h,
-        " · {} variants for {} slots</p>",
+        " · {} variants for {} slots · {}</p>",
         s.variants.len(),
-        s.record.stored.len()
+        s.record.stored.len(),
+        freshness(m, crate::store::now_ms()),
     );
     let _ = write!(
         h,

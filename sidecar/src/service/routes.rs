@@ -11,7 +11,9 @@
 
 use super::api_error::ApiError;
 use super::queue::{Job, Submitted};
+use super::revalidate;
 use super::state::AppState;
+use crate::store::{now_ms, ServedVariant, SourceMeta};
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -19,6 +21,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use rendition_shared::http_cache::CacheControl;
 use rendition_shared::wire::{parse_mask_hex, Notify, Requested, VariantRef, VARIANT_HEADER};
 use rendition_shared::{CapabilityMask, KeyId, SourceKey};
 use serde::Deserialize;
@@ -68,9 +71,21 @@ async fn notify(
     };
     // The fast path: the requested variant exists (or is known not worth making).
     if let (Requested::Slot(m), Ok(Some((r, meta)))) = (requested, w.store.record(&key.id())) {
-        let same_source = n.etag.is_none() || meta.etag == n.etag;
-        if same_source && (r.refused || r.stored.contains(m) || r.lost.contains(m)) {
+        if r.refused || r.stored.contains(m) || r.lost.contains(m) {
             w.stats.add(&w.stats.notifications_skipped_dedup, 1);
+            // Validators other than ours are a hint that the original changed, never proof (a
+            // notify can come from anyone who reaches the sidecar): ask the origin with ours,
+            // at most once per source per interval. Nothing is discarded unless it confirms.
+            let differs =
+                |theirs: &Option<String>, ours: &Option<String>| theirs.is_some() && theirs != ours;
+            if differs(&n.etag, &meta.etag) || differs(&n.last_modified, &meta.last_modified) {
+                revalidate::in_background(&w, key.id());
+                return (
+                    StatusCode::ACCEPTED,
+                    "exists; revalidating with the origin\n",
+                )
+                    .into_response();
+            }
             // The filter asked for what exists, so its index lacks this record: send it again.
             let store = Arc::clone(&w.store);
             let id = key.id();
@@ -88,6 +103,7 @@ async fn notify(
         requested,
         etag: n.etag,
         last_modified: n.last_modified,
+        replacement: None,
     };
     match w.queue.submit(job) {
         Submitted::Queued => (StatusCode::ACCEPTED, "queued\n").into_response(),
@@ -158,35 +174,57 @@ async fn serve_variant(
     mask: CapabilityMask,
     headers: &HeaderMap,
 ) -> Response {
-    let found = match w.store.hot_variant(&id, mask) {
-        Some(v) => Ok(Ok(Some(v))),
-        None => {
-            let store = Arc::clone(&w.store);
-            tokio::task::spawn_blocking(move || store.variant(&id, mask)).await
-        }
-    };
-    let v = match found {
-        Ok(Ok(Some(v))) => v,
-        Ok(Ok(None)) => {
+    let not_found = || ApiError(StatusCode::NOT_FOUND, "no such variant").into_response();
+    let mut served = match find_variant(&w, id, mask, false).await {
+        Ok(Some(v)) => v,
+        Ok(None) => {
             w.stats.add(&w.stats.variants_not_found, 1);
-            return ApiError(StatusCode::NOT_FOUND, "no such variant").into_response();
+            return not_found();
         }
-        Ok(Err(e)) => {
-            w.stats.add(&w.stats.store_errors, 1);
-            w.stats.add(&w.stats.variants_not_found, 1);
-            tracing::error!(%id, mask = %format!("{mask:x}"), "variant not served: {e}");
-            return ApiError(StatusCode::NOT_FOUND, "no such variant").into_response();
-        }
-        Err(e) => {
-            tracing::error!("variant lookup task failed: {e}");
-            return ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
-        }
+        Err(response) => return response,
     };
+    let now = now_ms();
+    if !served.source.is_fresh(now) && served.renewals != w.store.renewals() {
+        // An in-memory copy carries the freshness it was read with; a renewal since then is
+        // only in the store.
+        match find_variant(&w, id, mask, true).await {
+            Ok(Some(v)) => served = v,
+            Ok(None) => return not_found(),
+            Err(response) => return response,
+        }
+    }
+    if !served.source.is_fresh(now) {
+        if served.source.must_revalidate {
+            // Never served stale: validate first; anything but a confirmation sends the
+            // client to the origin (404 here is Envoy's cue to retry there).
+            match revalidate::before_serving(&w, id).await {
+                Some(revalidate::Outcome::Confirmed) => {
+                    match find_variant(&w, id, mask, true).await {
+                        Ok(Some(v)) => {
+                            w.stats.add(&w.stats.validated_hits, 1);
+                            served = v;
+                        }
+                        Ok(None) => return not_found(),
+                        Err(response) => return response,
+                    }
+                }
+                _ => {
+                    w.stats.add(&w.stats.variants_not_found, 1);
+                    return not_found();
+                }
+            }
+        } else {
+            w.stats.add(&w.stats.stale_hits, 1);
+            revalidate::in_background(&w, id);
+        }
+    }
+    let v = &served.variant;
+    let source = &served.source;
     let etag = format!("\"{:08x}\"", v.crc);
-    let cache_control = derive_cache_control(v.meta.cache_control.as_deref());
     let mut builder = Response::builder()
         .header(header::ETAG, &etag)
-        .header(header::CACHE_CONTROL, cache_control)
+        .header(header::CACHE_CONTROL, variant_cache_control(source))
+        .header(header::AGE, source.age_ms(now) / 1000)
         .header(header::VARY, VARY)
         .header(
             VARIANT_HEADER,
@@ -195,10 +233,16 @@ async fn serve_variant(
                 v.meta.width, v.meta.height, v.meta.quality
             ),
         );
+    if let Some(expires) = source.expires.as_deref().filter(|_| {
+        let cc = CacheControl::parse(source.cache_control.as_deref().unwrap_or_default());
+        cc.max_age.is_none() && cc.s_maxage.is_none()
+    }) {
+        builder = builder.header(header::EXPIRES, expires);
+    }
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|h| h.to_str().ok())
-        .is_some_and(|inm| inm.split(',').any(|t| t.trim() == etag))
+        .is_some_and(|inm| if_none_match_hits(inm, &etag))
     {
         return builder
             .status(StatusCode::NOT_MODIFIED)
@@ -208,36 +252,94 @@ async fn serve_variant(
     w.stats.add(&w.stats.variants_served, 1);
     w.stats.add(&w.stats.bytes_served, v.bytes.len() as u64);
     builder = builder
-        .header(header::CONTENT_TYPE, v.meta.content_type)
+        .header(header::CONTENT_TYPE, v.meta.content_type.as_str())
         .header(header::CONTENT_LENGTH, v.bytes.len());
-    builder.body(Body::from(v.bytes)).unwrap_or_default()
+    builder
+        .body(Body::from(v.bytes.clone()))
+        .unwrap_or_default()
 }
 
-/// The origin's `Cache-Control` carries over (a variant lives as long as its source), minus
-/// anything that no longer applies; without one, an hour.
-fn derive_cache_control(origin: Option<&str>) -> HeaderValue {
-    let kept: Vec<&str> = origin
-        .unwrap_or_default()
+/// The variant answering `mask` with its source's metadata: from memory when a copy is
+/// current (unless `from_store`), else from the store on the blocking pool. `Err` is the
+/// response to send.
+async fn find_variant(
+    w: &Arc<AppState>,
+    id: KeyId,
+    mask: CapabilityMask,
+    from_store: bool,
+) -> Result<Option<Arc<ServedVariant>>, Response> {
+    if !from_store {
+        if let Some(v) = w.store.hot_variant(&id, mask) {
+            return Ok(Some(v));
+        }
+    }
+    let store = Arc::clone(&w.store);
+    match tokio::task::spawn_blocking(move || store.variant(&id, mask)).await {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(e)) => {
+            w.stats.add(&w.stats.store_errors, 1);
+            w.stats.add(&w.stats.variants_not_found, 1);
+            tracing::error!(%id, mask = %format!("{mask:x}"), "variant not served: {e}");
+            Err(ApiError(StatusCode::NOT_FOUND, "no such variant").into_response())
+        }
+        Err(e) => {
+            tracing::error!("variant lookup task failed: {e}");
+            Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response())
+        }
+    }
+}
+
+/// `If-None-Match` against our strong ETag, with the weak comparison RFC 9110 13.1.2 asks for
+/// on GET and HEAD (`W/"x"` matches `"x"`), and `*` matching any stored variant.
+fn if_none_match_hits(value: &str, etag: &str) -> bool {
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
+/// A variant carries its source's caching contract: the origin's `Cache-Control` (a variant
+/// lives as long as the original it was made from), minus what no longer applies to a shared,
+/// transformed copy. When the origin gave no lifetime of its own (no `max-age`, `s-maxage` or
+/// `Expires`), the lifetime the sidecar works with is stated, so caches downstream agree with
+/// it; `Age` (sent beside) tells them how much of it is used up.
+fn variant_cache_control(source: &SourceMeta) -> HeaderValue {
+    let origin = source.cache_control.as_deref().unwrap_or_default();
+    let mut kept: Vec<String> = origin
         .split(',')
         .map(str::trim)
         .filter(|d| {
-            let d = d.to_ascii_lowercase();
-            d.starts_with("max-age")
-                || d.starts_with("s-maxage")
-                || d == "public"
-                || d == "immutable"
-                || d.starts_with("stale-")
+            let name = d
+                .split('=')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            matches!(
+                name.as_str(),
+                "max-age"
+                    | "s-maxage"
+                    | "public"
+                    | "immutable"
+                    | "must-revalidate"
+                    | "proxy-revalidate"
+                    | "no-cache"
+                    | "stale-while-revalidate"
+                    | "stale-if-error"
+            )
         })
+        .map(str::to_owned)
         .collect();
-    let value = if kept
-        .iter()
-        .any(|d| d.to_ascii_lowercase().starts_with("max-age"))
-    {
-        kept.join(", ")
-    } else {
-        "public, max-age=3600".to_owned()
-    };
-    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("public, max-age=3600"))
+    let cc = CacheControl::parse(origin);
+    let explicit = cc.max_age.is_some() || cc.s_maxage.is_some() || source.expires.is_some();
+    if !explicit && !cc.no_cache {
+        if !cc.public {
+            kept.insert(0, "public".to_owned());
+        }
+        kept.push(format!("max-age={}", source.lifetime));
+    }
+    HeaderValue::from_str(&kept.join(", "))
+        .unwrap_or(HeaderValue::from_static("public, max-age=3600"))
 }
 
 #[derive(Deserialize)]

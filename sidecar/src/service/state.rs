@@ -1,19 +1,21 @@
 //! What the HTTP handlers and the workers share: the configuration, the store, the origin
 //! client, the counters, the change-feed signal and the work queue.
 
+use super::gate::RevalidationGate;
 use super::queue::{JobReceiver, WorkQueue};
 use super::stats::Stats;
 use crate::config::Config;
-use crate::origin::Origins;
+use crate::origin::{Origins, OriginsError};
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Why the service cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("origins: the HTTP client: {0}")]
-    Origins(#[from] reqwest::Error),
+    #[error(transparent)]
+    Origins(#[from] OriginsError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }
@@ -27,6 +29,8 @@ pub struct AppState {
     /// The newest sequence number written; `/index` long-polls wait on it.
     pub feed: watch::Sender<u64>,
     pub queue: WorkQueue,
+    /// Which sources may be revalidated now.
+    pub revalidations: RevalidationGate,
 }
 
 impl AppState {
@@ -39,6 +43,12 @@ impl AppState {
         let (queue, rx) = WorkQueue::new(config.queue.capacity);
         let last = store.last_seq()?;
         let (feed, _) = watch::channel(last);
+        let f = &config.freshness;
+        let revalidations = RevalidationGate::new(
+            Duration::from_millis(f.revalidate_min_interval_ms),
+            Duration::from_millis(f.revalidate_retry_after_ms),
+            f.revalidations_in_flight,
+        );
         let state = AppState {
             config,
             store,
@@ -46,6 +56,7 @@ impl AppState {
             stats: Stats::default(),
             feed,
             queue,
+            revalidations,
         };
         Ok((Arc::new(state), rx))
     }

@@ -44,6 +44,22 @@ counters! {
     variants_not_found: "Variant requests with no usable stored variant.",
     bytes_served: "Variant payload bytes served.",
     images_us: "Cumulative microseconds spent processing images (decode, resize, encode).",
+    refused_no_transform: "Sources refused because the origin sent Cache-Control: no-transform.",
+    refused_vary: "Sources refused because the origin's Vary names a request header other than Accept-Encoding.",
+    refused_not_public: "Sources refused because the origin's answer is not publicly cacheable (Set-Cookie, private, no-store).",
+    refused_tls: "Sources refused because the origin's TLS certificate is not trusted (or TLS failed).",
+    refused_other: "Sources refused for another answer of the origin (over max_source_bytes).",
+    stale_hits: "Hits served from a stale source while it was revalidated in the background.",
+    validated_hits: "Hits served after validating a must-revalidate or no-cache source first.",
+    revalidations: "Conditional requests sent to origins.",
+    revalidations_not_modified: "Revalidations that confirmed the stored original (304, or the same bytes): lifetime renewed, nothing decoded.",
+    revalidations_changed: "Revalidations that found a new original: its variants are regenerated and swapped in.",
+    revalidations_gone: "Revalidations answered 404 or 410: the source was purged.",
+    revalidations_refused: "Revalidations whose answer forbids optimizing the source now (no-transform, private, Vary): refused and purged.",
+    revalidation_errors: "Revalidations that failed (timeout, 5xx): the stale variants stay, retried later.",
+    revalidations_unknown: "Revalidations of a source whose record was gone by then.",
+    records_deleted: "Records without variants deleted after records.empty_ttl_secs (their tombstones tell the filters).",
+    tombstones_compacted: "Tombstones of deleted records dropped from the feed after as long again.",
 }
 
 impl Stats {

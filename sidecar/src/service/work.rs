@@ -6,6 +6,7 @@
 //! * Every store change is published to the feed at once, so the filters learn of it.
 
 use super::queue::{Job, JobReceiver};
+use super::revalidate;
 use super::state::AppState;
 use crate::encode::avif::AvifEncoder;
 use crate::encode::Codec;
@@ -13,8 +14,11 @@ use crate::origin::{FetchError, Fetched};
 use crate::pipeline::{self, Encoders, Outcome};
 use crate::quality::QualityPolicy;
 use crate::store::SourceMeta;
+use rendition_shared::http_cache::NotTransformable;
 use rendition_shared::wire::Requested;
-use rendition_shared::{full_matrix_order, generation_order, CapabilityMask, SlotSet, SourceKey};
+use rendition_shared::{
+    full_matrix_order, generation_order, CapabilityMask, SlotSet, SourceKey, SVG_SLOT,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -60,88 +64,107 @@ impl Worker {
                 return;
             }
         };
-        let (mut stored, mut lost) = (SlotSet::EMPTY, SlotSet::EMPTY);
-        if let Some((r, meta)) = &record {
-            if r.refused {
-                return;
-            }
-            let changed =
-                |ours: &Option<String>, theirs: &Option<String>| theirs.is_some() && ours != theirs;
-            if changed(&meta.etag, &job.etag) || changed(&meta.last_modified, &job.last_modified) {
-                tracing::info!(key = %job.key, "source changed (validators differ): purging its variants");
-                if let Err(e) = self.state.store.purge(&id) {
-                    tracing::error!(key = %job.key, "purge failed: {e}");
-                }
-            } else {
-                stored = r.stored;
-                lost = r.lost;
-            }
+        let (stored, lost, refused) = record
+            .as_ref()
+            .map_or((SlotSet::EMPTY, SlotSet::EMPTY, false), |(r, _)| {
+                (r.stored, r.lost, r.refused)
+            });
+        // A refusal stands until the record expires, unless a revalidation found a new
+        // original (a replacement).
+        if refused && job.replacement.is_none() {
+            return;
         }
         let mut requested = vec![job.requested];
         requested.extend(more);
+        let svg_decided = stored.contains(SVG_SLOT) || lost.contains(SVG_SLOT);
         let wanted = self.wanted(&requested, stored, lost);
         // SVG is a sibling: attempted with proactive generation or a warmup, once per source.
         let try_svg = (self.state.config.variants.proactive_image_variants
             || requested.contains(&Requested::Warmup))
-            && !stored.contains(rendition_shared::SVG_SLOT)
-            && !lost.contains(rendition_shared::SVG_SLOT);
-        if wanted.is_empty() && !try_svg {
+            && !svg_decided;
+        if wanted.is_empty() && !try_svg && job.replacement.is_none() {
             self.state
                 .stats
                 .add(&self.state.stats.notifications_skipped_dedup, 1);
             return;
         }
-        let fetched = match self.state.origins.fetch(&job.key).await {
-            Ok(f) => f,
-            Err(e) => {
-                self.state.stats.add(&self.state.stats.fetch_errors, 1);
-                tracing::warn!(key = %job.key, "fetch failed: {e}");
-                if matches!(e, FetchError::NotPublic(_) | FetchError::TooLarge(_)) {
-                    self.refuse(
-                        &job.key,
-                        &SourceMeta {
+        let fetched = match job.replacement {
+            Some(f) => Arc::try_unwrap(f).unwrap_or_else(|shared| (*shared).clone()),
+            None => match self.state.origins.fetch(&job.key).await {
+                Ok(f) => f,
+                Err(e) => {
+                    self.state.stats.add(&self.state.stats.fetch_errors, 1);
+                    tracing::warn!(key = %job.key, "fetch failed: {e}");
+                    if e.is_refusal() {
+                        self.count_refusal(&e);
+                        let meta = SourceMeta {
                             key: job.key.to_string(),
                             ..SourceMeta::default()
-                        },
-                        &e.to_string(),
-                    );
+                        };
+                        self.refuse(&job.key, &meta, &e.to_string());
+                    }
+                    return;
                 }
-                return;
+            },
+        };
+        // A new original (the origin's validators or bytes say so, not a notify's claims)
+        // replaces every variant of the old one, all slots that were stored made again.
+        let replace = match &record {
+            Some((r, meta)) if !r.is_empty() => {
+                refused || revalidate::is_new_original(meta, &fetched)
             }
+            _ => false,
+        };
+        let wanted = if replace {
+            tracing::info!(key = %job.key, "a new original: its variants are replaced");
+            let mut again: Vec<Requested> = stored.iter().map(Requested::Slot).collect();
+            again.extend(requested.iter().copied());
+            self.wanted(&again, SlotSet::EMPTY, SlotSet::EMPTY)
+        } else {
+            wanted
         };
         let this = Arc::clone(self);
-        let direct: SlotSet = requested
-            .iter()
-            .filter_map(|r| {
-                if let Requested::Slot(m) = r {
-                    Some(m.slot())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let _ =
-            tokio::task::spawn_blocking(move || this.generate(job.key, fetched, wanted, direct))
-                .await;
+        let direct: SlotSet = if replace {
+            // One phase: the swap is a single transaction.
+            wanted.iter().copied().collect()
+        } else {
+            requested
+                .iter()
+                .filter_map(|r| match r {
+                    Requested::Slot(m) => Some(m.slot()),
+                    Requested::Warmup => None,
+                })
+                .collect()
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            this.generate(job.key, fetched, wanted, direct, replace)
+        })
+        .await;
     }
 
     /// Decode once, then store the directly requested slots first and the siblings after.
+    /// With `replace`, the first store swaps out whatever the source had.
     fn generate(
         &self,
         key: SourceKey,
         fetched: Fetched,
         wanted: Vec<CapabilityMask>,
         direct: SlotSet,
+        replace: bool,
     ) {
         let started = Instant::now();
         let mut meta = SourceMeta {
             key: key.to_string(),
-            etag: fetched.etag,
-            last_modified: fetched.last_modified,
-            cache_control: fetched.cache_control,
             source_bytes: fetched.bytes.len() as u64,
+            source_hash: Some(revalidate::source_hash(&fetched.bytes)),
             ..SourceMeta::default()
         };
+        revalidate::stamp(
+            &mut meta,
+            &fetched.caching,
+            fetched.request_ms,
+            fetched.response_ms,
+        );
         let prepared = match pipeline::prepare(&fetched.bytes, &self.state.config.limits) {
             Ok(p) => p,
             Err(refusal) => {
@@ -170,13 +193,18 @@ impl Worker {
         };
         let (first, rest): (Vec<CapabilityMask>, Vec<CapabilityMask>) =
             wanted.iter().partition(|s| direct.contains(**s));
+        let mut replace_now = replace;
         for phase in [first, rest] {
             if phase.is_empty() {
                 continue;
             }
             let outcomes = pipeline::generate(&prepared, &phase, &encoders);
             self.count(&outcomes, direct);
-            match self.state.store.put_outcomes(&key, &meta, &outcomes) {
+            match self
+                .state
+                .store
+                .put_outcomes(&key, &meta, &outcomes, replace_now)
+            {
                 Ok(seq) => self.state.published(seq),
                 Err(e) => {
                     self.state.stats.add(&self.state.stats.store_errors, 1);
@@ -184,6 +212,7 @@ impl Worker {
                     return;
                 }
             }
+            replace_now = false;
             match self.state.store.evict_to_budget() {
                 Ok(n) if n > 0 => {
                     self.state
@@ -200,6 +229,21 @@ impl Worker {
             &self.state.stats.images_us,
             started.elapsed().as_micros() as u64,
         );
+    }
+
+    /// Counts a refusal by the origin's answer, for /metrics.
+    fn count_refusal(&self, e: &FetchError) {
+        let s = &self.state.stats;
+        let counter = match e {
+            FetchError::NotTransformable(NotTransformable::NoTransform) => &s.refused_no_transform,
+            FetchError::NotTransformable(NotTransformable::Vary) => &s.refused_vary,
+            FetchError::NotTransformable(NotTransformable::Private) | FetchError::NotPublic(_) => {
+                &s.refused_not_public
+            }
+            FetchError::Tls(_) => &s.refused_tls,
+            _ => &s.refused_other,
+        };
+        s.add(counter, 1);
     }
 
     fn refuse(&self, key: &SourceKey, meta: &SourceMeta, reason: &str) {

@@ -6,8 +6,10 @@
 //! store keeps the variants it verified and served, keyed by (source, requested slot).
 //!
 //! Staleness is ruled out by a generation number: the store bumps it after every committed
-//! change to its trees (new variants, purges, evictions), and a copy only answers while the
-//! generation it was read under is still current. The reader takes the generation *before*
+//! change to its variants (new variants, purges, evictions), and a copy only answers while the
+//! generation it was read under is still current. A revalidation that renews a source's
+//! freshness changes no variant and bumps nothing: a copy carries the freshness it was read
+//! with, and once that says stale the server reads the store again, which has the renewal. The reader takes the generation *before*
 //! reading sled, so a change that commits during the read makes the copy stale, never wrong.
 //! Any change drops every copy at once; changes are rare next to hits once a site is warm.
 //!
@@ -19,17 +21,18 @@
 //! (a cleared cache only costs sled reads), and a blob over an eighth of the budget is never
 //! kept.
 
-use super::layout::StoredVariant;
+use super::layout::ServedVariant;
 use rendition_shared::{CapabilityMask, KeyId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 /// Memory for copies by default (the blobs are shared with sled's cache where they overlap).
 pub const DEFAULT_BUDGET_BYTES: usize = 32 << 20;
 
 struct Copy {
-    variant: StoredVariant,
+    variant: Arc<ServedVariant>,
     generation: u64,
     read_at_secs: u64,
 }
@@ -69,13 +72,18 @@ impl HotVariants {
     }
 
     /// The copy for (`key`, `slot`) when it is current and young enough.
-    pub fn get(&self, key: &KeyId, slot: CapabilityMask, now_secs: u64) -> Option<StoredVariant> {
+    pub fn get(
+        &self,
+        key: &KeyId,
+        slot: CapabilityMask,
+        now_secs: u64,
+    ) -> Option<Arc<ServedVariant>> {
         let generation = self.generation();
         let inner = self.inner.lock().ok()?;
         let copy = inner.copies.get(&(*key, slot.bits()))?;
         (copy.generation == generation
             && now_secs.saturating_sub(copy.read_at_secs) < self.max_age_secs)
-            .then(|| copy.variant.clone())
+            .then(|| Arc::clone(&copy.variant))
     }
 
     /// Keeps `variant`, read from the store under `generation`, for (`key`, `slot`).
@@ -83,11 +91,11 @@ impl HotVariants {
         &self,
         key: &KeyId,
         slot: CapabilityMask,
-        variant: &StoredVariant,
+        variant: &Arc<ServedVariant>,
         generation: u64,
         now_secs: u64,
     ) {
-        let size = variant.bytes.len();
+        let size = variant.variant.bytes.len();
         if size > self.budget / 8 || generation != self.generation() {
             return;
         }
@@ -99,12 +107,12 @@ impl HotVariants {
             inner.bytes = 0;
         }
         let copy = Copy {
-            variant: variant.clone(),
+            variant: Arc::clone(variant),
             generation,
             read_at_secs: now_secs,
         };
         if let Some(old) = inner.copies.insert((*key, slot.bits()), copy) {
-            inner.bytes -= old.variant.bytes.len();
+            inner.bytes -= old.variant.variant.bytes.len();
         }
         inner.bytes += size;
     }
@@ -118,9 +126,9 @@ impl HotVariants {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::layout::VariantMeta;
+    use crate::store::layout::{SourceMeta, StoredVariant, VariantMeta};
 
-    fn variant(len: usize) -> StoredVariant {
+    fn variant(len: usize) -> Arc<ServedVariant> {
         let meta = VariantMeta {
             content_type: "image/avif".into(),
             codec: "avif".into(),
@@ -138,11 +146,15 @@ mod tests {
             cache_control: None,
             created: 0,
         };
-        StoredVariant {
-            meta,
-            bytes: bytes::Bytes::from(vec![7u8; len]),
-            crc: 1,
-        }
+        Arc::new(ServedVariant {
+            variant: StoredVariant {
+                meta,
+                bytes: bytes::Bytes::from(vec![7u8; len]),
+                crc: 1,
+            },
+            source: SourceMeta::default(),
+            renewals: 0,
+        })
     }
 
     fn slot(bits: u32) -> CapabilityMask {
@@ -155,7 +167,10 @@ mod tests {
         let key = KeyId([1; 16]);
         assert!(hot.get(&key, slot(0x0a), 100).is_none());
         hot.put(&key, slot(0x0a), &variant(10), hot.generation(), 100);
-        assert_eq!(hot.get(&key, slot(0x0a), 159).unwrap().bytes.len(), 10);
+        assert_eq!(
+            hot.get(&key, slot(0x0a), 159).unwrap().variant.bytes.len(),
+            10
+        );
         assert!(hot.get(&key, slot(0x08), 100).is_none(), "other slot");
         assert!(
             hot.get(&key, slot(0x0a), 160).is_none(),

@@ -8,10 +8,10 @@
 //! |------------|------------------------------|--------------------------------------------------|
 //! | `variants` | key id (16) + slot (1)       | a blob or an alias (below)                       |
 //! | `records`  | key id (16)                  | [`IndexRecord`] (28 bytes) + [`SourceMeta`] JSON  |
-//! | `feed`     | seq (8 BE)                   | key id (16): the latest change of that source    |
+//! | `feed`     | seq (8 BE)                   | key id (16): the latest change of that source; + deletion time (8 BE, Unix s) when the record was deleted |
 //! | `lru`      | tick (8 BE) + key id + slot  | empty: eviction order, oldest first              |
 //! | `access`   | key id + slot                | tick (8 BE) + unix time (8 BE) of the last touch  |
-//! | `meta`     | `store_id`, `payload_bytes`  | u64 little-endian each                           |
+//! | `meta`     | `store_id`, `payload_bytes`, `compacted_seq` | u64 little-endian each            |
 //!
 //! A `variants` value starts with `RV`, the layout version (1) and a kind byte:
 //!
@@ -55,8 +55,10 @@ pub struct VariantMeta {
     pub created: u64,
 }
 
-/// What the store knows about a source besides its record.
+/// What the store knows about a source besides its record. Fields added after the first
+/// layout default when an older record lacks them (`serde(default)`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SourceMeta {
     /// Canonical source key (host + path + query).
     pub key: String,
@@ -72,7 +74,39 @@ pub struct SourceMeta {
     pub refused: Option<String>,
     /// Why each lost slot was not stored (slot mask, reason).
     pub lost_reasons: Vec<(u8, String)>,
+    /// Unix seconds of the last change to this record.
     pub updated: u64,
+    /// The origin's `Expires`, when it sent one.
+    pub expires: Option<String>,
+    /// Unix milliseconds when the origin last confirmed the original (a 200 or a 304 arrived).
+    pub validated_at_ms: u64,
+    /// How old the original already was then, in milliseconds (RFC 9111
+    /// `corrected_initial_age`).
+    pub initial_age_ms: u64,
+    /// Freshness lifetime in seconds, from the origin's headers (`rendition_shared::http_cache`).
+    pub lifetime: u64,
+    /// Where the lifetime came from (`max-age`, `expires`, `heuristic-default`, ...).
+    pub lifetime_source: Option<String>,
+    /// Once stale, never served before a successful revalidation (`must-revalidate`,
+    /// `proxy-revalidate`, `no-cache`).
+    pub must_revalidate: bool,
+    /// Hex SHA-256 (first 128 bits) of the original's bytes: tells a changed original from the
+    /// same one when the origin sends no validators.
+    pub source_hash: Option<String>,
+}
+
+impl SourceMeta {
+    /// The original's age at `now_ms` (Unix milliseconds), in milliseconds: its age when
+    /// confirmed, plus the time since.
+    pub fn age_ms(&self, now_ms: u64) -> u64 {
+        self.initial_age_ms
+            .saturating_add(now_ms.saturating_sub(self.validated_at_ms))
+    }
+
+    /// Whether the stored original (and so every variant of it) is still fresh at `now_ms`.
+    pub fn is_fresh(&self, now_ms: u64) -> bool {
+        self.age_ms(now_ms) < self.lifetime.saturating_mul(1000)
+    }
 }
 
 /// A variant ready to serve.
@@ -81,6 +115,17 @@ pub struct StoredVariant {
     pub meta: VariantMeta,
     pub bytes: bytes::Bytes,
     pub crc: u32,
+}
+
+/// A variant with what its source's record says about caching it: what a hit is answered
+/// from.
+#[derive(Clone, Debug)]
+pub struct ServedVariant {
+    pub variant: StoredVariant,
+    pub source: SourceMeta,
+    /// The store's renewal count when this was read (`Store::renewals`): a copy that says
+    /// stale is only worth reading again if a renewal happened since.
+    pub renewals: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +144,8 @@ pub const KIND_ALIAS: u8 = 1;
 /// Keys of the `meta` tree.
 pub const META_STORE_ID: &[u8] = b"store_id";
 pub const META_BYTES: &[u8] = b"payload_bytes";
+/// The highest sequence of a deletion no longer in the feed (`FeedPage::compacted_seq`).
+pub const META_COMPACTED_SEQ: &[u8] = b"compacted_seq";
 
 /// Key of a slot in the `variants` and `access` trees.
 pub fn variant_key(key: &KeyId, slot: CapabilityMask) -> [u8; 17] {
@@ -197,6 +244,28 @@ pub fn encode_record(record: &IndexRecord, meta: &SourceMeta) -> Result<Vec<u8>,
     let mut v = record.encode().to_vec();
     v.extend_from_slice(&serde_json::to_vec(meta).map_err(|e| corrupt(e.to_string()))?);
     Ok(v)
+}
+
+/// A `feed` value: the source's key id, and for a deleted record the time it was deleted (a
+/// tombstone: the filters must hear of the deletion, and it leaves the feed once it is old).
+pub fn encode_feed_value(key: &KeyId, deleted_at: Option<u64>) -> Vec<u8> {
+    let mut v = key.0.to_vec();
+    if let Some(t) = deleted_at {
+        v.extend_from_slice(&t.to_be_bytes());
+    }
+    v
+}
+
+/// The inverse of [`encode_feed_value`].
+pub fn decode_feed_value(v: &[u8]) -> Option<(KeyId, Option<u64>)> {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(v.get(..16)?);
+    let deleted_at = match v.len() {
+        16 => None,
+        24 => Some(u64::from_be_bytes(v[16..24].try_into().ok()?)),
+        _ => return None,
+    };
+    Some((KeyId(id), deleted_at))
 }
 
 /// An alias: the slot whose blob answers for this one.

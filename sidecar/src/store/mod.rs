@@ -18,10 +18,11 @@ pub mod layout;
 use crate::pipeline::{Outcome, Variant};
 use hot::{HotVariants, DEFAULT_BUDGET_BYTES};
 use layout::{
-    access_value, blob_crc, corrupt, decode_entry, decode_record, encode_alias, encode_blob,
-    encode_record, is_blob, lru_key, parse_access, variant_key, Entry, META_BYTES, META_STORE_ID,
+    access_value, blob_crc, corrupt, decode_entry, decode_feed_value, decode_record, encode_alias,
+    encode_blob, encode_feed_value, encode_record, is_blob, lru_key, parse_access, variant_key,
+    Entry, META_BYTES, META_COMPACTED_SEQ, META_STORE_ID,
 };
-pub use layout::{SourceMeta, StoreError, StoredVariant, VariantMeta};
+pub use layout::{ServedVariant, SourceMeta, StoreError, StoredVariant, VariantMeta};
 use rendition_shared::{
     CapabilityMask, FeedPage, IndexEntry, IndexRecord, KeyId, SlotSet, SourceKey,
 };
@@ -30,6 +31,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Store statistics for `/stats` and `/metrics`.
@@ -52,6 +54,8 @@ pub struct Store {
     budget: u64,
     store_id: u64,
     payload_bytes: AtomicU64,
+    /// Renewals (`Store::renew`) since the store opened.
+    renewals: AtomicU64,
     /// Verified variants served recently, answered without sled (crate::hot_variants).
     hot: HotVariants,
 }
@@ -61,10 +65,24 @@ const ACCESS_GRANULARITY_SECS: u64 = 60;
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
+/// Unix milliseconds (freshness is kept in milliseconds: `SourceMeta::age_ms`).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A `feed` key (8 bytes, big-endian) as a sequence number.
+fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
+    key.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt("feed key"))
 }
 
 fn tx_err<T>(e: StoreError) -> TxResult<T> {
@@ -113,6 +131,7 @@ impl Store {
             budget,
             store_id,
             payload_bytes: AtomicU64::new(payload),
+            renewals: AtomicU64::new(0),
             hot: HotVariants::new(DEFAULT_BUDGET_BYTES, ACCESS_GRANULARITY_SECS),
         })
     }
@@ -130,12 +149,15 @@ impl Store {
     }
 
     /// Writes what the pipeline produced for a source (stored variants, lost slots) and
-    /// returns the record's new sequence number.
+    /// returns the record's new sequence number. With `replace`, whatever the source had is
+    /// removed in the same transaction: the new original's variants take the old ones' place
+    /// at once, and no slot ever holds one of each.
     pub fn put_outcomes(
         &self,
         key: &SourceKey,
         source: &SourceMeta,
         outcomes: &[Outcome],
+        replace: bool,
     ) -> Result<u64, StoreError> {
         let id = key.id();
         let seq = self.db.generate_id()? + 1;
@@ -179,6 +201,14 @@ impl Store {
                 None => (IndexRecord::default(), SourceMeta::default()),
             };
             let mut delta: i64 = 0;
+            if replace {
+                for s in SlotSet::ALL.iter() {
+                    delta -= remove_slot(variants, lru, access, &id, s)?;
+                }
+                record.stored = SlotSet::EMPTY;
+                record.lost = SlotSet::EMPTY;
+                smeta.lost_reasons.clear();
+            }
             for (v, blob) in &blobs {
                 for slot in v.slots.iter() {
                     delta -= remove_slot(variants, lru, access, &id, slot)?;
@@ -219,7 +249,8 @@ impl Store {
         Ok(seq)
     }
 
-    /// Records that a source was refused (never generate or notify for it again until purged).
+    /// Records that a source was refused (never generate or notify for it again until its
+    /// record expires or the origin changes it); any variant it had is removed with it.
     pub fn refuse(
         &self,
         key: &SourceKey,
@@ -228,11 +259,23 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let id = key.id();
         let seq = self.db.generate_id()? + 1;
-        flatten((&self.records, &self.feed).transaction(|(records, feed)| {
+        let now = now_secs();
+        self.change(|tx| {
+            let Tx {
+                variants,
+                records,
+                feed,
+                lru,
+                access,
+            } = *tx;
             let old = match records.get(id.0)? {
                 Some(v) => decode_record(&v).map(|(r, _)| r.seq).unwrap_or(0),
                 None => 0,
             };
+            let mut delta = 0;
+            for s in SlotSet::ALL.iter() {
+                delta -= remove_slot(variants, lru, access, &id, s)?;
+            }
             let record = IndexRecord {
                 refused: true,
                 seq,
@@ -240,12 +283,44 @@ impl Store {
             };
             let meta = SourceMeta {
                 refused: Some(reason.to_owned()),
-                updated: now_secs(),
+                updated: now,
                 ..source.clone()
             };
-            publish(records, feed, &id, old, &record, &meta)
-        }))?;
+            publish(records, feed, &id, old, &record, &meta)?;
+            Ok(delta)
+        })?;
         Ok(seq)
+    }
+
+    /// Updates a source's metadata after the origin confirmed it (a 304): its validators and
+    /// caching headers, and when it was confirmed. No variant changes, so nothing goes to the
+    /// feed and no in-memory copy is dropped (a copy carries the freshness it was read with;
+    /// once that says stale, the server reads the store again and finds this). Returns false
+    /// when the source has no record any more.
+    pub fn renew(&self, id: &KeyId, update: impl Fn(&mut SourceMeta)) -> Result<bool, StoreError> {
+        let done = flatten(self.records.transaction(|records| {
+            let Some(value) = records.get(id.0)? else {
+                return Ok(false);
+            };
+            let (record, mut meta) = match decode_record(&value) {
+                Ok(found) => found,
+                Err(e) => return tx_err(e),
+            };
+            update(&mut meta);
+            meta.updated = now_secs();
+            match encode_record(&record, &meta) {
+                Ok(v) => records.insert(&id.0, v)?,
+                Err(e) => return tx_err(e),
+            };
+            Ok(true)
+        }))?;
+        self.renewals.fetch_add(1, Ordering::AcqRel);
+        Ok(done)
+    }
+
+    /// Renewals since the store opened (see `ServedVariant::renewals`).
+    pub fn renewals(&self) -> u64 {
+        self.renewals.load(Ordering::Acquire)
     }
 
     /// Moves a source's record to the head of the feed under a new sequence number, unchanged
@@ -273,23 +348,34 @@ impl Store {
     /// The variant answering `slot` when an in-memory copy of it is current: no I/O, no
     /// blocking, so the server calls it on the async worker before falling back to
     /// [`Store::variant`].
-    pub fn hot_variant(&self, key: &KeyId, slot: CapabilityMask) -> Option<StoredVariant> {
+    pub fn hot_variant(&self, key: &KeyId, slot: CapabilityMask) -> Option<Arc<ServedVariant>> {
         self.hot.get(key, slot, now_secs())
     }
 
-    /// The variant answering `slot` (aliases resolved), its checksum verified; the LRU is
-    /// touched (at most once a minute) and the result kept for [`Store::hot_variant`].
+    /// The variant answering `slot` (aliases resolved), its checksum verified, with its
+    /// source's metadata (the freshness a hit is served with); the LRU is touched (at most
+    /// once a minute) and the result kept for [`Store::hot_variant`].
     pub fn variant(
         &self,
         key: &KeyId,
         slot: CapabilityMask,
-    ) -> Result<Option<StoredVariant>, StoreError> {
+    ) -> Result<Option<Arc<ServedVariant>>, StoreError> {
         let generation = self.hot.generation();
-        let found = self.read_variant(key, slot)?;
-        if let Some(v) = &found {
-            self.hot.put(key, slot, v, generation, now_secs());
-        }
-        Ok(found)
+        // Taken before the read: a renewal during it makes the copy look older, never newer.
+        let renewals = self.renewals();
+        let Some(variant) = self.read_variant(key, slot)? else {
+            return Ok(None);
+        };
+        let Some((_, source)) = self.record(key)? else {
+            return Ok(None);
+        };
+        let served = Arc::new(ServedVariant {
+            variant,
+            source,
+            renewals,
+        });
+        self.hot.put(key, slot, &served, generation, now_secs());
+        Ok(Some(served))
     }
 
     fn read_variant(
@@ -485,7 +571,8 @@ impl Store {
         Ok(n)
     }
 
-    /// Changes after `since`, oldest first, at most `limit`.
+    /// Changes after `since`, oldest first, at most `limit`. A deleted source's tombstone is an
+    /// empty record ("forget it"); `compacted_seq` says up to where tombstones were dropped.
     pub fn feed_since(&self, since: u64, limit: usize) -> Result<FeedPage, StoreError> {
         let mut entries = Vec::new();
         for item in self
@@ -493,22 +580,118 @@ impl Store {
             .range((since.saturating_add(1)).to_be_bytes()..)
             .take(limit)
         {
-            let (_, id) = item?;
-            let mut key = [0u8; 16];
-            if id.len() != 16 {
-                return Err(corrupt("feed entry"));
-            }
-            key.copy_from_slice(&id);
-            let key = KeyId(key);
-            if let Some((record, _)) = self.record(&key)? {
+            let (seq, value) = item?;
+            let seq = seq_of(&seq)?;
+            let (key, deleted_at) =
+                decode_feed_value(&value).ok_or_else(|| corrupt("feed entry"))?;
+            if deleted_at.is_some() {
+                let record = IndexRecord {
+                    seq,
+                    ..IndexRecord::default()
+                };
                 entries.push(IndexEntry { key, record });
+            } else if let Some((record, _)) = self.record(&key)? {
+                // A live entry is always the record's newest change; a mismatch is a change
+                // that committed after this page's range was read: it comes in the next page.
+                if record.seq == seq {
+                    entries.push(IndexEntry { key, record });
+                }
             }
         }
         Ok(FeedPage {
             store_id: self.store_id,
             last_seq: self.last_seq()?,
+            compacted_seq: self.compacted_seq()?,
             entries,
         })
+    }
+
+    fn compacted_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .meta
+            .get(META_COMPACTED_SEQ)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_le_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Deletes the records that hold no variant (refused, purged, lost, or all evicted) and
+    /// were last changed before `changed_before` (Unix seconds), at most `limit` of them; each
+    /// leaves a tombstone in the feed so the filters forget the source too. Returns how many
+    /// were deleted. Bounds the store under a flood of distinct URLs.
+    pub fn delete_empty_records(
+        &self,
+        changed_before: u64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let mut doomed = Vec::new();
+        for item in self.records.iter() {
+            let (k, v) = item?;
+            let record = IndexRecord::decode(v.get(..rendition_shared::RECORD_LEN).unwrap_or(&[]))
+                .map_err(|e| corrupt(e.to_string()))?;
+            if !record.stored.is_empty() {
+                continue;
+            }
+            let (_, meta) = decode_record(&v)?;
+            if meta.updated < changed_before {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&k);
+                doomed.push(KeyId(id));
+                if doomed.len() >= limit {
+                    break;
+                }
+            }
+        }
+        let now = now_secs();
+        let mut deleted = 0;
+        for id in doomed {
+            let seq = self.db.generate_id()? + 1;
+            let gone = flatten((&self.records, &self.feed).transaction(|(records, feed)| {
+                let Some(value) = records.get(id.0)? else {
+                    return Ok(false);
+                };
+                let (record, meta) = match decode_record(&value) {
+                    Ok(found) => found,
+                    Err(e) => return tx_err(e),
+                };
+                // Changed since it was picked (a notify made variants): not ours to delete.
+                if !record.stored.is_empty() || meta.updated >= changed_before {
+                    return Ok(false);
+                }
+                records.remove(&id.0)?;
+                feed.remove(&record.seq.to_be_bytes())?;
+                feed.insert(&seq.to_be_bytes(), encode_feed_value(&id, Some(now)))?;
+                Ok(true)
+            }))?;
+            deleted += usize::from(gone);
+        }
+        Ok(deleted)
+    }
+
+    /// Drops the tombstones of records deleted before `deleted_before` (Unix seconds) from the
+    /// feed, and raises `compacted_seq` to the newest one dropped: a filter that asks from
+    /// below it has missed a deletion and resyncs. Returns how many were dropped.
+    pub fn compact_feed(&self, deleted_before: u64) -> Result<usize, StoreError> {
+        let mut dropped = Vec::new();
+        for item in self.feed.iter() {
+            let (seq, value) = item?;
+            if let Some((_, Some(at))) = decode_feed_value(&value) {
+                if at < deleted_before {
+                    dropped.push(seq_of(&seq)?);
+                }
+            }
+        }
+        let Some(&newest) = dropped.iter().max() else {
+            return Ok(0);
+        };
+        let compacted = self.compacted_seq()?.max(newest);
+        // The watermark first: a reader between the two sees it raised before the tombstones
+        // go, which at worst makes a follower resync once more than it needs to.
+        self.meta
+            .insert(META_COMPACTED_SEQ, &compacted.to_le_bytes())?;
+        for seq in &dropped {
+            self.feed.remove(seq.to_be_bytes())?;
+        }
+        Ok(dropped.len())
     }
 
     pub fn last_seq(&self) -> Result<u64, StoreError> {

@@ -251,6 +251,7 @@ pub fn worker(
             avif: avif::default_encoder(),
         };
         work::run_workers(Arc::new(worker), rx);
+        rendition_sidecar::service::sweep::spawn(Arc::clone(&state));
     } else {
         std::mem::forget(rx);
     }
