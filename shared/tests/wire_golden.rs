@@ -3,7 +3,8 @@
 //! sidecar's own tests send and accept `golden/notify.json` too, so neither side can drift.
 
 use rendition_shared::wire::{
-    parse_mask_hex, Notify, NotifyError, Requested, VariantRef, VARIANT_HEADER,
+    parse_mask_hex, Notify, NotifyError, Requested, VariantRef, MAX_NOTIFY_BYTES,
+    MAX_VALIDATOR_LEN, VARIANT_HEADER,
 };
 use rendition_shared::{CapabilityMask, KeyError, KeyId, MaskError, SourceKey};
 
@@ -109,4 +110,35 @@ fn variant_header_value() {
     }
     assert_eq!(parse_mask_hex("0x0a").map(|m| m.bits()), Some(0x0a));
     assert_eq!(parse_mask_hex(""), None);
+}
+
+#[test]
+fn notify_bounds() {
+    let with = |field: &str, len: usize| {
+        format!(
+            r#"{{"host":"a","path":"/b","mask":1,"{field}":"{}"}}"#,
+            "x".repeat(len)
+        )
+    };
+    for field in ["etag", "last_modified"] {
+        assert!(Notify::parse(with(field, MAX_VALIDATOR_LEN).as_bytes()).is_ok());
+        assert_eq!(
+            Notify::parse(with(field, MAX_VALIDATOR_LEN + 1).as_bytes()),
+            Err(NotifyError::ValidatorTooLong(field))
+        );
+    }
+    // Whitespace is valid JSON: a body that parses, but longer than a notify can be.
+    let padded = format!(
+        r#"{{"host":"a","path":"/b","mask":1}}{}"#,
+        " ".repeat(MAX_NOTIFY_BYTES)
+    );
+    assert_eq!(Notify::parse(padded.as_bytes()), Err(NotifyError::TooLarge));
+    assert_eq!(
+        Notify::bounded_validator(Some("x".repeat(MAX_VALIDATOR_LEN + 1))),
+        None
+    );
+    assert_eq!(
+        Notify::bounded_validator(Some("\"v1\"".into())),
+        Some("\"v1\"".into())
+    );
 }

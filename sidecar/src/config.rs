@@ -32,6 +32,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub freshness: FreshnessConfig,
     pub records: RecordsConfig,
+    pub shared_store: SharedStoreConfig,
 }
 
 impl Default for Config {
@@ -50,6 +51,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             freshness: FreshnessConfig::default(),
             records: RecordsConfig::default(),
+            shared_store: SharedStoreConfig::default(),
         }
     }
 }
@@ -254,6 +256,65 @@ impl RecordsConfig {
     }
 }
 
+/// The shared tier: an S3-compatible bucket every sidecar of a fleet reads and writes, so each
+/// variant is made once per fleet (docs/fleet.md). Off by default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedStoreConfig {
+    pub enabled: bool,
+    /// The S3 endpoint (`https://s3.us-east-1.amazonaws.com`, `http://minio:9000`, ...);
+    /// empty: AWS's own for `region`.
+    pub endpoint: String,
+    pub bucket: String,
+    /// Everything of this fleet lives under it (several fleets can share a bucket).
+    pub prefix: String,
+    pub region: String,
+    /// Credentials: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`)
+    /// from the environment, or this file in the AWS shared-credentials format (`[default]`,
+    /// `aws_access_key_id = ...`, `aws_secret_access_key = ...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<PathBuf>,
+    /// The profile read from `credentials_file`.
+    pub credentials_profile: String,
+    /// Send unsigned requests (a bucket open to this network, as SeaweedFS without identities).
+    pub anonymous: bool,
+    /// Every request to the bucket gives up after this long; serving never waits for it.
+    pub timeout_ms: u64,
+    /// How long a lease on a source lasts without renewal (a crashed encoder is taken over
+    /// after it); renewed every third of it while the encode runs.
+    pub lease_secs: u64,
+    /// How often a sidecar waiting for another's encode looks at the manifest.
+    pub wait_poll_ms: u64,
+    /// How often the purge log is read (a purge anywhere reaches every pod within this,
+    /// plus the time to purge locally).
+    pub purge_poll_ms: u64,
+    /// After a failed request the tier is left alone this long (encodes run locally, counted).
+    pub retry_after_ms: u64,
+    /// This sidecar's name in leases, manifests and purge entries; empty: the host name.
+    pub node_id: String,
+}
+
+impl Default for SharedStoreConfig {
+    fn default() -> Self {
+        SharedStoreConfig {
+            enabled: false,
+            endpoint: String::new(),
+            bucket: String::new(),
+            prefix: "rendition".into(),
+            region: "us-east-1".into(),
+            credentials_file: None,
+            credentials_profile: "default".into(),
+            anonymous: false,
+            timeout_ms: 3_000,
+            lease_secs: 60,
+            wait_poll_ms: 500,
+            purge_poll_ms: 2_000,
+            retry_after_ms: 5_000,
+            node_id: String::new(),
+        }
+    }
+}
+
 /// A configuration error, naming the key.
 #[derive(Debug, thiserror::Error)]
 #[error("config: {key}: {message}")]
@@ -340,6 +401,46 @@ impl Config {
         }
         if self.records.empty_ttl_secs == 0 {
             return Err(err("records.empty_ttl_secs", "must be greater than 0"));
+        }
+        let s = &self.shared_store;
+        if s.enabled {
+            if s.bucket.trim().is_empty() {
+                return Err(err(
+                    "shared_store.bucket",
+                    "must be set when shared_store.enabled",
+                ));
+            }
+            if !s.endpoint.is_empty() {
+                let parsed = reqwest::Url::parse(&s.endpoint)
+                    .map_err(|e| err("shared_store.endpoint", format!("{:?}: {e}", s.endpoint)))?;
+                if parsed.scheme() != "http" && parsed.scheme() != "https" {
+                    return Err(err("shared_store.endpoint", "an http:// or https:// URL"));
+                }
+            }
+            for (key, value) in [
+                ("shared_store.timeout_ms", s.timeout_ms),
+                ("shared_store.lease_secs", s.lease_secs),
+                ("shared_store.wait_poll_ms", s.wait_poll_ms),
+                ("shared_store.purge_poll_ms", s.purge_poll_ms),
+            ] {
+                if value == 0 {
+                    return Err(err(key, "must be greater than 0"));
+                }
+            }
+            if s.lease_secs * 1000 < 3 * s.timeout_ms {
+                return Err(err(
+                    "shared_store.lease_secs",
+                    "must be at least three request timeouts (shared_store.timeout_ms), or a lease could lapse while it is renewed",
+                ));
+            }
+            if let Some(path) = &s.credentials_file {
+                if !path.is_file() {
+                    return Err(err(
+                        "shared_store.credentials_file",
+                        format!("{} is not a readable file", path.display()),
+                    ));
+                }
+            }
         }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err(err("admin_token", "must be at least 16 characters"));

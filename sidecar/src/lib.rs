@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod encode;
+pub mod fleet;
 pub mod image_types;
 pub mod origin;
 pub mod pipeline;

@@ -121,6 +121,11 @@ pub enum Revalidated {
 pub enum FetchError {
     #[error("host {0:?} has no configured origin")]
     HostNotConfigured(String),
+    /// `..` or `%2e%2e` segments would take the request above the base URL's path.
+    #[error("path leaves the origin's base path {0:?}")]
+    OutsideBasePath(String),
+    #[error("path does not make a URL under the origin's base URL")]
+    InvalidPath,
     #[error("origin answered {0}")]
     Status(u16),
     #[error("origin response is not publicly cacheable ({0})")]
@@ -143,7 +148,12 @@ impl FetchError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Self::NotPublic(_) | Self::NotTransformable(_) | Self::TooLarge(_) | Self::Tls(_)
+            Self::NotPublic(_)
+                | Self::NotTransformable(_)
+                | Self::TooLarge(_)
+                | Self::Tls(_)
+                | Self::OutsideBasePath(_)
+                | Self::InvalidPath
         )
     }
 }
@@ -235,22 +245,41 @@ impl Origins {
             .map(String::as_str)
     }
 
-    /// The URL a source is fetched from, or `None` when its host is not configured.
-    pub fn url_for(&self, key: &SourceKey) -> Option<Url> {
-        let base = self.base_for(key.host())?;
+    /// The URL a source is fetched from: its path and query under the base URL of its host
+    /// (or the default). Refused when the host has no origin, and when the path would leave
+    /// the base URL's path: the URL parser resolves `..` and `%2e%2e` segments, so
+    /// `http://o/static` + `/../admin` would otherwise fetch `http://o/admin`.
+    pub fn url_for(&self, key: &SourceKey) -> Result<Url, FetchError> {
+        let base = self
+            .base_for(key.host())
+            .ok_or_else(|| FetchError::HostNotConfigured(key.host().to_owned()))?;
+        let base_path = Url::parse(base)
+            .map_err(|_| FetchError::InvalidPath)?
+            .path()
+            .trim_end_matches('/')
+            .to_owned();
         let mut url = Url::parse(&format!(
             "{}{}",
             base.trim_end_matches('/'),
             key.path_and_query()
         ))
-        .ok()?;
+        .map_err(|_| FetchError::InvalidPath)?;
+        let path = url.path();
+        let under_base = base_path.is_empty()
+            || path
+                .strip_prefix(base_path.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if !under_base {
+            return Err(FetchError::OutsideBasePath(base_path));
+        }
         let name = host_name(key.host());
         if url.scheme() == "https" && name.parse::<IpAddr>().is_err() && !name.starts_with('[') {
             // Under the source's name, for SNI and the certificate check; the resolver takes
             // it to the base host.
-            url.set_host(Some(name)).ok()?;
+            url.set_host(Some(name))
+                .map_err(|_| FetchError::InvalidPath)?;
         }
-        Some(url)
+        Ok(url)
     }
 
     /// Where a source's request really connects: the base URL's host and port (what the
@@ -291,9 +320,7 @@ impl Origins {
         etag: Option<&str>,
         last_modified: Option<&str>,
     ) -> Result<Revalidated, FetchError> {
-        let url = self
-            .url_for(key)
-            .ok_or_else(|| FetchError::HostNotConfigured(key.host().to_owned()))?;
+        let url = self.url_for(key)?;
         let mut request = self.client.get(url).header(HOST, key.host());
         if let Some(etag) = etag {
             request = request.header(IF_NONE_MATCH, etag);

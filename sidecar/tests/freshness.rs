@@ -395,6 +395,64 @@ async fn forged_validators_in_notifies_cost_one_conditional_request_and_nothing_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_source_is_tried_again_when_its_validators_change() {
+    let origin = Origin::default();
+    origin.set(
+        "/r.jpg",
+        Answer::image(
+            b"not an image at all".to_vec(),
+            "\"v1\"",
+            "public, max-age=600",
+        ),
+    );
+    let sc = sidecar("refused-retry", origin.serve().await, |c| {
+        c.variants.enable_warmup = true;
+    })
+    .await;
+    assert_eq!(sc.notify_slot("/r.jpg").await, StatusCode::ACCEPTED);
+    sc.wait_until(
+        "the refusal",
+        |s| matches!(s.state.store.record(&id("/r.jpg")), Ok(Some((r, _))) if r.refused),
+    )
+    .await;
+    let received = sc.stat(|s| &s.notifications_received);
+    // The answer says what will happen: nothing, and why; a warmup is not "queued" either.
+    for mask in [SLOT, CapabilityMask::WARMUP_SENTINEL] {
+        let (status, text) = sc
+            .notify(serde_json::json!({"host": "shop.example", "path": "/r.jpg", "mask": mask, "etag": "\"v1\""}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert!(text.starts_with("exists; refused: "), "{text}");
+        assert!(!text.contains("revalidating"), "{text}");
+    }
+    assert_eq!(
+        sc.stat(|s| &s.notifications_received),
+        received,
+        "nothing queued"
+    );
+    // The origin fixes the image; the filter's next notify carries the new validator.
+    origin.set(
+        "/r.jpg",
+        Answer::image(common::demo("rocket.jpg"), "\"v2\"", "public, max-age=600"),
+    );
+    let (_, text) = sc
+        .notify(serde_json::json!({"host": "shop.example", "path": "/r.jpg", "mask": SLOT, "etag": "\"v2\""}))
+        .await;
+    assert!(text.contains("revalidating with the origin"), "{text}");
+    // The origin confirms a new original: the refusal is lifted and the source made again.
+    sc.wait_until("the refusal to be lifted", |s| {
+        matches!(s.state.store.record(&id("/r.jpg")), Ok(Some((r, _))) if !r.refused && !r.is_empty())
+    })
+    .await;
+    assert_eq!(sc.notify_slot("/r.jpg").await, StatusCode::ACCEPTED);
+    sc.wait_until("the fixed image's variant", |s| s.stored("/r.jpg"))
+        .await;
+    let (r, meta) = sc.state.store.record(&id("/r.jpg")).unwrap().unwrap();
+    assert!(!r.refused);
+    assert_eq!(meta.etag.as_deref(), Some("\"v2\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_transform_and_vary_are_refused_with_their_reason() {
     let origin = Origin::default();
     let rocket = common::demo("rocket.jpg");

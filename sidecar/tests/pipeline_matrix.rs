@@ -304,3 +304,39 @@ fn avif_speed_reaches_the_encoder() {
         "libaom speed 6 and 8 must produce different streams"
     );
 }
+
+#[test]
+fn outputs_beyond_a_formats_side_limit_are_not_attempted() {
+    // 40x17000: narrower than every viewport width, so every slot is full size, and taller
+    // than a WebP can be (16,383 px a side). libwebp would fail on each attempt.
+    let img = image::RgbaImage::from_fn(40, 17_000, |x, y| {
+        image::Rgba([(x * 6) as u8, (y % 251) as u8, ((x + y) % 200) as u8, 255])
+    });
+    let (_, outcomes) = run(&common::png(&img));
+    let mut webp_lost = 0u32;
+    for o in &outcomes {
+        match o {
+            Outcome::Lost { slots, reason } if reason.starts_with("webp") => {
+                assert!(
+                    reason.contains("16383") && reason.contains("40x17000"),
+                    "{reason}"
+                );
+                webp_lost += slots.len();
+            }
+            Outcome::Failed { error, .. } => {
+                assert!(
+                    !error.to_string().starts_with("webp"),
+                    "WebP was attempted: {error}"
+                )
+            }
+            Outcome::Stored(v) => assert_ne!(v.encoded.codec, Codec::Webp),
+            Outcome::Lost { .. } => {}
+        }
+    }
+    // Every WebP slot (format bits 01) of the raster matrix.
+    let webp_slots = SlotSet::ALL_RASTER
+        .iter()
+        .filter(|s| s.bits() & 0b11 == 0b01)
+        .count();
+    assert_eq!(webp_lost as usize, webp_slots);
+}

@@ -164,7 +164,15 @@ fn a_notify_path_never_changes_the_address_fetched() {
             "/:80@10.0.0.1/x.jpg",
         ] {
             let key = SourceKey::new("shop.example", path).unwrap();
-            let url = o.url_for(&key).unwrap();
+            let url = match o.url_for(&key) {
+                Ok(url) => url,
+                // `..` segments above a base path are refused, never resolved past it.
+                Err(FetchError::OutsideBasePath(p)) if base.ends_with("/prefix/") => {
+                    assert_eq!(p, "/prefix");
+                    continue;
+                }
+                Err(e) => panic!("{base} + {path}: {e}"),
+            };
             assert_eq!(
                 (url.scheme(), url.host_str(), url.port_or_known_default()),
                 (want.scheme(), want.host_str(), want.port_or_known_default()),
@@ -175,9 +183,49 @@ fn a_notify_path_never_changes_the_address_fetched() {
         }
         // Unmapped hosts get no URL at all (no default origin).
         let other = SourceKey::new("169.254.169.254", "/x.jpg").unwrap();
-        assert_eq!(o.url_for(&other), None);
+        assert!(matches!(
+            o.url_for(&other),
+            Err(FetchError::HostNotConfigured(_))
+        ));
         assert!(!o.is_configured("169.254.169.254"));
     }
+}
+
+#[test]
+fn a_path_never_leaves_the_base_url_path() {
+    let o = origins("http://origin.internal:81/static/", false);
+    let fetched = |path: &str| o.url_for(&SourceKey::new("shop.example", path).unwrap());
+    // Inside the prefix, `..` that stays under it is resolved as usual.
+    assert_eq!(
+        fetched("/img/../a.jpg").unwrap().as_str(),
+        "http://origin.internal:81/static/a.jpg"
+    );
+    assert_eq!(
+        fetched("/img/a.jpg?v=1").unwrap().as_str(),
+        "http://origin.internal:81/static/img/a.jpg?v=1"
+    );
+    for escape in [
+        "/../admin.jpg",
+        "/img/../../admin.jpg",
+        "/%2e%2e/admin.jpg",
+        "/%2E%2E/admin.jpg",
+        "/.%2e/admin.jpg",
+        "/img/%2e%2e/%2e%2e/staticx/a.jpg",
+    ] {
+        assert!(
+            matches!(fetched(escape), Err(FetchError::OutsideBasePath(ref p)) if p == "/static"),
+            "{escape}: {:?}",
+            fetched(escape)
+        );
+    }
+    // A sibling directory that merely starts with the prefix's name is outside it too.
+    assert!(fetched("/../staticx/a.jpg").is_err());
+    // Without a base path, `..` cannot go anywhere but the root.
+    let root = origins("http://origin.internal:81", false);
+    let url = root
+        .url_for(&SourceKey::new("shop.example", "/../../a.jpg").unwrap())
+        .unwrap();
+    assert_eq!(url.as_str(), "http://origin.internal:81/a.jpg");
 }
 
 /// Where `/redirect/{code}/{target}` points.

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rendition_shared::{CapabilityMask, SlotSet, SourceKey};
-use rendition_sidecar::encode::{Codec, Encoded};
-use rendition_sidecar::pipeline::{Outcome, Variant};
+use rendition_sidecar::encode::{Codec, EncodeError, Encoded};
+use rendition_sidecar::pipeline::{Outcome, Variant, VariantError};
 use rendition_sidecar::store::{SourceMeta, Store};
 use std::time::Duration;
 
@@ -412,4 +412,36 @@ fn records_without_variants_expire_into_tombstones_that_expire_into_a_watermark(
         .put_outcomes(&lost, &meta(&lost), &[variant(0x01, &[], 10)], false)
         .unwrap();
     assert!(store.record(&lost.id()).unwrap().is_some());
+}
+
+#[test]
+fn an_encode_failure_is_kept_as_lost_until_the_source_changes() {
+    let dir = tempdir();
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    let a = SourceKey::new("h", "/tall.png").unwrap();
+    let failed = Outcome::Failed {
+        slots: [m(0x09), m(0x19)].into_iter().collect(),
+        error: VariantError::Encode(EncodeError::new(Codec::Webp, "bad dimension")),
+    };
+    store
+        .put_outcomes(&a, &meta(&a), &[variant(0x0a, &[], 100), failed], false)
+        .unwrap();
+    let (r, sm) = store.record(&a.id()).unwrap().unwrap();
+    // Remembered: a notify for these slots finds them lost and queues nothing.
+    assert!(r.lost.contains(m(0x09)) && r.lost.contains(m(0x19)));
+    assert!(r.stored.contains(m(0x0a)));
+    assert!(
+        sm.lost_reasons
+            .iter()
+            .any(|(slot, why)| *slot == 0x09 && why == "encode failed: webp encoder: bad dimension"),
+        "{:?}",
+        sm.lost_reasons
+    );
+    // A new original (a replacement) starts over: the slots may be tried again.
+    store
+        .put_outcomes(&a, &meta(&a), &[variant(0x0a, &[], 120)], true)
+        .unwrap();
+    let (r, sm) = store.record(&a.id()).unwrap().unwrap();
+    assert!(!r.lost.contains(m(0x09)));
+    assert!(sm.lost_reasons.is_empty());
 }

@@ -288,6 +288,95 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
+WEED = os.path.join(ROOT, ".tools", "seaweedfs", "bin", "weed")
+
+
+class SeaweedFS:
+    """A real S3 server for the shared tier's tests: SeaweedFS (`weed server -s3`, master,
+    volume, filer and S3 in one process), on loopback ports of its own, data in `directory`.
+    With `identities` (access key -> secret) it requires those credentials; without, it
+    answers unsigned requests. `stop()` ends it (SIGTERM, SIGKILL after a grace period)."""
+
+    def __init__(self, directory, identities=None):
+        self.dir = directory
+        os.makedirs(os.path.join(directory, "data"), exist_ok=True)
+        self.ports = {k: free_port() for k in ("master", "volume", "filer", "s3", "master.grpc",
+                                                "volume.grpc", "filer.grpc", "s3.grpc")}
+        self.port = self.ports["s3"]
+        self.identities = identities
+        self.proc = None
+
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout=60):
+        args = [WEED, "server", f"-dir={os.path.join(self.dir, 'data')}", "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1", f"-master.port={self.ports['master']}",
+                f"-volume.port={self.ports['volume']}", f"-filer.port={self.ports['filer']}",
+                "-s3", f"-s3.port={self.port}", "-master.volumeSizeLimitMB=64",
+                f"-master.port.grpc={self.ports['master.grpc']}",
+                f"-volume.port.grpc={self.ports['volume.grpc']}",
+                f"-filer.port.grpc={self.ports['filer.grpc']}",
+                f"-s3.port.grpc={self.ports['s3.grpc']}",
+                # Listeners on fixed default ports that would collide with a second instance
+                # (Iceberg's 8181 is even the sidecar's default): off, and no telemetry.
+                "-s3.port.iceberg=0", "-s3.port.lance=0", "-iam=false", "-master.telemetry=false"]
+        if self.identities:
+            config = os.path.join(self.dir, "identities.json")
+            with open(config, "w") as f:
+                json.dump({"identities": [
+                    {"name": key, "credentials": [{"accessKey": key, "secretKey": secret}],
+                     "actions": ["Admin", "Read", "List", "Tagging", "Write"]}
+                    for key, secret in self.identities.items()]}, f)
+            args.append(f"-s3.config={config}")
+        log = open(os.path.join(self.dir, "weed.log"), "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+
+        def up():
+            try:
+                return request(self.port, "/")[0] in (200, 403)
+            except OSError:
+                return False
+        wait_for(up, timeout, "SeaweedFS S3 to answer")
+        return self
+
+    def create_bucket(self, name):
+        """An unsigned CreateBucket (only without identities)."""
+        deadline = time.time() + 30
+        while True:
+            status = request(self.port, f"/{name}", method="PUT")[0]
+            if status == 200 or time.time() > deadline:
+                return status
+            time.sleep(0.5)
+
+    def stop(self, grace=3):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    # Unsigned object access, for tests that look into (or damage) the bucket.
+    def get(self, bucket, key):
+        return request(self.port, f"/{bucket}/{key}")
+
+    def put(self, bucket, key, body):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("PUT", f"/{bucket}/{key}", body=body)
+            r = conn.getresponse()
+            r.read()
+            return r.status
+        finally:
+            conn.close()
+
+    def list(self, bucket, prefix):
+        status, _, body = request(self.port, f"/{bucket}?list-type=2&prefix={prefix}")
+        return re.findall(r"<Key>([^<]+)</Key>", body.decode()) if status == 200 else []
+
+
 class Stack:
     def __init__(self, rendition_bin, envoy_bin, proactive=True, sidecar_args=(), default_origin=True,
                  https=None):

@@ -17,7 +17,7 @@ Where each security point is tested (e2e = this file, in-process = sidecar/tests
   host isolation                 e2e 3; service.rs notify_index_variant_round_trip (forged key)
   credentials, private responses e2e 6; envoy_e2e.py 3 (private, Set-Cookie, filter side);
                                  service.rs sources_that_must_not_be_optimized_are_refused
-  cache-busting floods           e2e 7; security.rs a_flood_of_distinct_sources_is_bounded_by_the_queue
+  cache-busting floods           e2e 8; security.rs a_flood_of_distinct_sources_is_bounded_by_the_queue
   admin routes                   e2e 2 (needs a non-loopback address); security.rs
                                  admin_routes_need_a_loopback_peer_or_the_token (fake peer address)
 
@@ -35,7 +35,9 @@ The main sidecar maps three hosts and has no default origin (`origins.default = 
   5. internal headers: client-sent x-rendition-* never route to the sidecar nor reach the origin.
   6. credentials: Authorization bypasses (no variant, no notify); the sidecar never sends
      cookies or credentials; private / no-store / Set-Cookie originals are never stored.
-  7. cache-busting floods: distinct query strings; every answer the original; the filter's
+  7. oversize notifies: megabyte-long `etag` / `last_modified` get 400 and queue nothing, a
+     body beyond the bound gets 413, and the sidecar's RSS stays flat under a flood of them.
+  8. cache-busting floods: distinct query strings; every answer the original; the filter's
      and the sidecar's queues stay bounded; the store's growth is measured.
 """
 
@@ -589,7 +591,10 @@ def run(t):
          f"{len(t.fetched_by_sidecar('/varycookie/'))}x without the cookie, and a client with a cookie "
          f"then gets the variant of the anonymous response ({debug(h)})")
 
-    section("7. cache-busting floods")
+    section("7. oversize notifies")
+    oversize_notifies(t)
+
+    section("8. cache-busting floods")
     flood(t)
 
 
@@ -646,10 +651,10 @@ def flood(t):
         return {n: b[n] - a[n] for n in a}
 
     rnd = random.Random(7)
-    # 7a. distinct sources the sidecar can dispose of quickly (HTML under an image name: fetched,
+    # 8a. distinct sources the sidecar can dispose of quickly (HTML under an image name: fetched,
     # sniffed, refused): how the store grows with many distinct URLs.
     t.idle()
-    section("7a. distinct sources the sidecar refuses at once: store growth")
+    section("8a. distinct sources the sidecar refuses at once: store growth")
     st0, disk0, f0 = t.stats(), data_dir_bytes(), filter_counts()
     n = 2000
     results, secs = burst([f"/page.jpg?cb={rnd.getrandbits(64):x}" for _ in range(n)])
@@ -668,7 +673,7 @@ def flood(t):
 
     # 7b. one real image under 3000 random query strings, the sidecar's queue at its default
     # capacity (1024) and workers = cores: every answer the original, the queue bounded.
-    section("7b. one image under random query strings: queue bounds")
+    section("8b. one image under random query strings: queue bounds")
     st0, f0 = t.stats(), filter_counts()
     workers = os.cpu_count() or 1
     capacity = 1024
@@ -716,7 +721,7 @@ def flood(t):
 
     # 7c. the same flood while the sidecar hangs (SIGSTOP): notifies time out (1 s), 16 in
     # flight per worker, the filter's queue (256 per worker) fills and drops; clients unaffected.
-    section("7c. the same with the sidecar hung")
+    section("8c. the same with the sidecar hung")
     f0 = filter_counts()
     s.kill_sidecar(signal.SIGSTOP)
     try:
@@ -732,5 +737,61 @@ def flood(t):
           f"  filter: {d}: the per-worker queue (256) held, the rest was dropped")
 
 
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read())[1])
+
+
+def post_notify(port, body):
+    """POST /notify; the status, or 0 when the sidecar closed before taking the whole body
+    (what it does past the body bound, after answering 413)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        try:
+            c.request("POST", "/notify", body, {"Content-Type": "application/json"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            r = c.getresponse()
+            r.read()
+            return r.status
+        except (OSError, http.client.HTTPException):
+            return 0
+    finally:
+        c.close()
+
+
+def oversize_notifies(t):
+    """Validators are bounded (512 bytes) and so is the body (32 KiB, shared::wire): before,
+    notifies with megabyte-long validators were accepted and queued whole, and a couple of
+    hundred of them grew the sidecar by hundreds of MB."""
+    t.idle()
+    port, pid = t.s.sidecar_port, t.s.sidecar.pid
+    before_rss, before = rss_kib(pid), t.stats()
+
+    def post(i, size):
+        field = "etag" if i % 2 == 0 else "last_modified"
+        return post_notify(port, json.dumps(
+            {"host": "a.test", "path": f"/storm/oversize-{i}.jpg", "mask": 10, field: "x" * size}))
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        big = list(pool.map(lambda i: post(i, 1 << 20), range(200)))
+        long = list(pool.map(lambda i: post(i, 16 << 10), range(200)))
+    after_rss, after = rss_kib(pid), t.stats()
+    check(all(s in (413, 0) for s in big) and big.count(413) > 0,
+          f"200 notifies of 1 MB (a 1 MB etag or last_modified): 413, read no further "
+          f"({big.count(413)} answered 413, {big.count(0)} closed while still sending)")
+    check(long.count(400) == 200, f"200 notifies with a 16 KiB validator (within the body bound): all 400 ({sorted(set(long))})")
+    check(after["notifications_received"] == before["notifications_received"],
+          "  none of them queued anything (notifications_received unchanged)")
+    check(after_rss - before_rss < 64 * 1024,
+          f"  the sidecar's RSS stayed flat: {before_rss / 1024:.0f} -> {after_rss / 1024:.0f} MB")
+    ok = json.dumps({"host": "a.test", "path": "/img/logo.png", "mask": 10, "etag": '"' + "v" * 500 + '"'})
+    status = post_notify(port, ok)
+    check(status == 202, f"  a 502-byte etag is still a notify: {status}")
+
+
 if __name__ == "__main__":
     main()
+

@@ -4,8 +4,9 @@
 use clap::Args;
 use rendition_sidecar::config::{Config, ConfigError};
 use rendition_sidecar::encode::avif;
+use rendition_sidecar::fleet::SharedTier;
 use rendition_sidecar::quality::{CodecDials, LearnedQuality};
-use rendition_sidecar::service::{self, sweep, work, AppState};
+use rendition_sidecar::service::{self, share, sweep, work, AppState};
 use rendition_sidecar::store::Store;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -165,7 +166,12 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rendition serve: {e}");
-            ExitCode::FAILURE
+            // A setting to fix (it names the key) exits like a configuration error.
+            if e.starts_with("config: ") {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -189,8 +195,23 @@ async fn serve(config: Config) -> Result<(), String> {
         proactive = config.variants.proactive_image_variants,
         "rendition sidecar ready"
     );
+    let fleet = if config.shared_store.enabled {
+        let tier = SharedTier::connect(&config.shared_store)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            bucket = %config.shared_store.bucket,
+            prefix = %config.shared_store.prefix,
+            node = %tier.node(),
+            "shared tier connected"
+        );
+        Some(Arc::new(tier))
+    } else {
+        None
+    };
     let learned = config.learned_quality;
-    let (state, rx) = AppState::new(config, Arc::clone(&store)).map_err(|e| e.to_string())?;
+    let (state, rx) =
+        AppState::new(config, Arc::clone(&store), fleet).map_err(|e| e.to_string())?;
     let worker = work::Worker {
         state: Arc::clone(&state),
         quality: Box::new(LearnedQuality {
@@ -203,6 +224,7 @@ async fn serve(config: Config) -> Result<(), String> {
     };
     let mut handles = work::run_workers(Arc::new(worker), rx);
     handles.push(sweep::spawn(Arc::clone(&state)));
+    handles.extend(share::follow_purges(Arc::clone(&state)));
     let result = service::serve(state, listener)
         .await
         .map_err(|e| e.to_string());

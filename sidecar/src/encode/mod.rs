@@ -45,6 +45,24 @@ impl Codec {
     pub const fn name(self) -> &'static str {
         self.extension()
     }
+
+    /// The largest width or height the format can hold, where that is below any size the
+    /// decode limits let through: a WebP's VP8/VP8L header has 14 bits per side, a baseline
+    /// JPEG's 16 (libjpeg refuses beyond 65,500). Outputs larger than this are not attempted.
+    pub const fn max_side(self) -> Option<u32> {
+        match self {
+            Self::Webp => Some(16_383),
+            Self::Jpeg => Some(65_500),
+            Self::Avif | Self::Png | Self::Svg => None,
+        }
+    }
+
+    /// The codec a [`Self::name`] names.
+    pub fn from_name(name: &str) -> Option<Codec> {
+        [Self::Webp, Self::Avif, Self::Jpeg, Self::Png, Self::Svg]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
 }
 
 impl std::fmt::Display for Codec {

@@ -70,11 +70,24 @@ pub enum Outcome {
         slots: SlotSet,
         reason: String,
     },
-    /// The encoder failed: not remembered, a later notify may retry.
+    /// The encoder failed. Encoders are deterministic (the same pixels and settings fail the
+    /// same way again), so the store remembers the slots as lost with this error until the
+    /// source changes, instead of retrying them on every notify.
     Failed {
         slots: SlotSet,
         error: VariantError,
     },
+}
+
+impl Outcome {
+    /// The slots not stored and why, for `Lost` and `Failed` alike.
+    pub fn lost(&self) -> Option<(SlotSet, String)> {
+        match self {
+            Outcome::Stored(_) => None,
+            Outcome::Lost { slots, reason } => Some((*slots, reason.clone())),
+            Outcome::Failed { slots, error } => Some((*slots, format!("encode failed: {error}"))),
+        }
+    }
 }
 
 /// The codec for a matrix format, given the source; `Err` says why there is none.
@@ -227,6 +240,20 @@ impl<'a> SizeWork<'a> {
                 return;
             }
         };
+        if let Some(max) = codec.max_side() {
+            if self.width > max || self.height > max {
+                outcomes.push(Outcome::Lost {
+                    slots: job.slots,
+                    reason: format!(
+                        "{} holds at most {max} px on a side, this output is {}x{}",
+                        codec.name(),
+                        self.width,
+                        self.height
+                    ),
+                });
+                return;
+            }
+        }
         let target = self.enc.verify.map(|t| t.for_slot(job.save_data));
         let quality = self.first_quality(codec, job.save_data, target);
         if self.reuse_identical(outcomes, codec, quality, target, job.slots) {

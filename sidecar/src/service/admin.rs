@@ -11,6 +11,7 @@
 
 use super::api_error::ApiError;
 use super::report;
+use super::share;
 use super::state::AppState;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -18,6 +19,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use rendition_shared::bucket::PurgeScope;
 use rendition_shared::{KeyId, SourceKey};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -92,15 +94,23 @@ fn gauges(w: &AppState) -> Vec<(&'static str, &'static str, u64)> {
     ]
 }
 
+/// The shared tier's counters (none without one).
+fn tier_counters(w: &AppState) -> Vec<(&'static str, &'static str, u64)> {
+    w.fleet
+        .as_ref()
+        .map(|f| f.stats.snapshot())
+        .unwrap_or_default()
+}
+
 async fn stats(State(w): State<Arc<AppState>>) -> Response {
     let g: Vec<(&str, u64)> = gauges(&w).into_iter().map(|(n, _, v)| (n, v)).collect();
-    Json(w.stats.to_json(&g)).into_response()
+    Json(w.stats.to_json(&tier_counters(&w), &g)).into_response()
 }
 
 async fn metrics(State(w): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        w.stats.to_prometheus(&gauges(&w)),
+        w.stats.to_prometheus(&tier_counters(&w), &gauges(&w)),
     )
         .into_response()
 }
@@ -188,25 +198,51 @@ async fn purge(
         )
         .into_response();
     };
-    let store = Arc::clone(&w.store);
-    let result = tokio::task::spawn_blocking(move || match (p.host, p.path, p.prefix) {
+    let scope = match (p.host, p.path, p.prefix) {
         (Some(h), Some(path), None) => match SourceKey::new(&h, &path) {
-            Ok(k) => store
-                .purge(&k.id())
+            Ok(k) => PurgeScope::Key(k.to_string()),
+            Err(e) => {
+                tracing::warn!("purge refused: bad key: {e}");
+                return ApiError(StatusCode::BAD_REQUEST, "invalid host or path").into_response();
+            }
+        },
+        (None, None, Some(prefix)) if !prefix.is_empty() => {
+            PurgeScope::Prefix(prefix.to_ascii_lowercase())
+        }
+        _ => {
+            return ApiError(
+                StatusCode::BAD_REQUEST,
+                "body must be JSON {host, path} or {prefix}",
+            )
+            .into_response()
+        }
+    };
+    let store = Arc::clone(&w.store);
+    let local = scope.clone();
+    let result = tokio::task::spawn_blocking(move || match local {
+        PurgeScope::Key(k) => match SourceKey::from_canonical(&k) {
+            Ok(key) => store
+                .purge(&key.id())
                 .map(u32::from)
                 .map_err(|e| e.to_string()),
             Err(e) => Err(format!("bad key: {e}")),
         },
-        (None, None, Some(prefix)) if !prefix.is_empty() => store
-            .purge_prefix(&prefix.to_ascii_lowercase())
-            .map_err(|e| e.to_string()),
-        _ => Err("bad request".to_owned()),
+        PurgeScope::Prefix(prefix) => store.purge_prefix(&prefix).map_err(|e| e.to_string()),
     })
     .await;
     match result {
         Ok(Ok(n)) => {
             w.published_latest();
-            Json(serde_json::json!({ "purged": n })).into_response()
+            // Every other sidecar of the fleet applies it from the shared purge log.
+            let fleet = match (&w.fleet, share::log_purge(&w, scope).await) {
+                (None, _) => "off",
+                (Some(_), Ok(())) => "logged",
+                (Some(_), Err(e)) => {
+                    tracing::warn!("purge not logged to the shared tier: {e}");
+                    "unavailable"
+                }
+            };
+            Json(serde_json::json!({ "purged": n, "fleet": fleet })).into_response()
         }
         Ok(Err(e)) => {
             tracing::warn!("purge refused: {e}");

@@ -3,6 +3,8 @@
 //! * [`state`]: what handlers and workers share ([`AppState`]).
 //! * [`queue`]: the bounded, per-source deduplicated work queue.
 //! * [`work`]: what a worker does with a source (fetch, pipeline, store, publish).
+//! * [`share`]: the worker's use of the shared tier (copy, lease, upload, purge log).
+//! * [`revalidate`], [`gate`], [`sweep`]: freshness and revalidation, and the record sweep.
 //! * [`routes`]: the public routes (the filter, Envoy, orchestrators); [`admin`]: the
 //!   operators' routes behind one guard; [`report`]: the report page; [`stats`]: counters.
 //!
@@ -12,10 +14,12 @@
 pub mod admin;
 pub mod api_error;
 pub mod gate;
+pub mod ledger;
 pub mod queue;
 pub mod report;
 pub mod revalidate;
 pub mod routes;
+pub mod share;
 pub mod state;
 pub mod stats;
 pub mod sweep;

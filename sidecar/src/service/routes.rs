@@ -15,14 +15,16 @@ use super::revalidate;
 use super::state::AppState;
 use crate::store::{now_ms, ServedVariant, SourceMeta};
 use axum::body::Body;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use rendition_shared::http_cache::CacheControl;
-use rendition_shared::wire::{parse_mask_hex, Notify, Requested, VariantRef, VARIANT_HEADER};
+use rendition_shared::wire::{
+    parse_mask_hex, Notify, NotifyError, Requested, VariantRef, MAX_NOTIFY_BYTES, VARIANT_HEADER,
+};
 use rendition_shared::{CapabilityMask, KeyId, SourceKey};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -31,29 +33,46 @@ use std::time::Duration;
 /// Request headers the variants vary on (the filter sets the precise list per request).
 pub const VARY: &str = "Accept, Save-Data, Sec-CH-DPR, DPR, Sec-CH-Viewport-Width, Viewport-Width, Sec-CH-UA-Mobile, User-Agent";
 
+// The refusal messages below name the bound.
+const _: () = assert!(rendition_shared::wire::MAX_VALIDATOR_LEN == 512);
+
 /// The public routes; anything else is tried as the filter's hit route.
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/notify", post(notify))
+        // A larger body is not a notify: refused (413) before it is read whole.
+        .route(
+            "/notify",
+            post(notify).layer(DefaultBodyLimit::max(MAX_NOTIFY_BYTES)),
+        )
         .route("/v/{key}/{mask}", get(variant))
         .route("/index", get(index))
         .route("/healthz", get(healthz))
         .fallback(variant_by_header)
 }
 
-async fn notify(
-    State(w): State<Arc<AppState>>,
-    body: Result<Json<Notify>, JsonRejection>,
-) -> Response {
+async fn notify(State(w): State<Arc<AppState>>, body: Bytes) -> Response {
     let refuse = |status, msg| {
         w.stats.add(&w.stats.notifications_refused, 1);
         ApiError(status, msg).into_response()
     };
-    let Ok(Json(n)) = body else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "body must be JSON {host, path, mask}",
-        );
+    let n = match Notify::parse(&body) {
+        Ok(n) => n,
+        Err(NotifyError::ValidatorTooLong(field)) => {
+            let msg = match field {
+                "etag" => "etag is longer than 512 bytes",
+                _ => "last_modified is longer than 512 bytes",
+            };
+            return refuse(StatusCode::BAD_REQUEST, msg);
+        }
+        Err(NotifyError::TooLarge) => {
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "notify body too large")
+        }
+        Err(_) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "body must be JSON {host, path, mask}",
+            )
+        }
     };
     let Ok(key) = n.key() else {
         return refuse(StatusCode::BAD_REQUEST, "invalid host or path");
@@ -69,20 +88,38 @@ async fn notify(
         Ok(r) => r,
         Err(_) => return refuse(StatusCode::BAD_REQUEST, "invalid mask"),
     };
-    // The fast path: the requested variant exists (or is known not worth making).
-    if let (Requested::Slot(m), Ok(Some((r, meta)))) = (requested, w.store.record(&key.id())) {
-        if r.refused || r.stored.contains(m) || r.lost.contains(m) {
+    // The fast path: the requested variant exists, is known not worth making, or the source
+    // is refused. The answer says which, so a notify is never told "queued" for work the
+    // worker would drop.
+    if let Ok(Some((r, meta))) = w.store.record(&key.id()) {
+        let answer = match requested {
+            _ if r.refused => Some(format!(
+                "exists; refused: {}",
+                meta.refused.as_deref().unwrap_or("-")
+            )),
+            Requested::Slot(m) if r.stored.contains(m) => Some("exists".to_owned()),
+            Requested::Slot(m) if r.lost.contains(m) => Some(format!(
+                "exists; not made: {}",
+                meta.lost_reasons
+                    .iter()
+                    .find(|(slot, _)| u32::from(*slot) == m.bits())
+                    .map_or("-", |(_, why)| why.as_str())
+            )),
+            _ => None,
+        };
+        if let Some(answer) = answer {
             w.stats.add(&w.stats.notifications_skipped_dedup, 1);
             // Validators other than ours are a hint that the original changed, never proof (a
             // notify can come from anyone who reaches the sidecar): ask the origin with ours,
-            // at most once per source per interval. Nothing is discarded unless it confirms.
+            // at most once per source per interval. Nothing is discarded unless it confirms;
+            // a refused or lost source is tried again only when it does.
             let differs =
                 |theirs: &Option<String>, ours: &Option<String>| theirs.is_some() && theirs != ours;
             if differs(&n.etag, &meta.etag) || differs(&n.last_modified, &meta.last_modified) {
                 revalidate::in_background(&w, key.id());
                 return (
                     StatusCode::ACCEPTED,
-                    "exists; revalidating with the origin\n",
+                    format!("{answer}; revalidating with the origin\n"),
                 )
                     .into_response();
             }
@@ -94,7 +131,7 @@ async fn notify(
                 Ok(Err(e)) => tracing::warn!(%id, "republish failed: {e}"),
                 _ => {}
             }
-            return (StatusCode::ACCEPTED, "exists\n").into_response();
+            return (StatusCode::ACCEPTED, format!("{answer}\n")).into_response();
         }
     }
     w.stats.add(&w.stats.notifications_received, 1);

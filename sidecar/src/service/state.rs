@@ -2,9 +2,11 @@
 //! client, the counters, the change-feed signal and the work queue.
 
 use super::gate::RevalidationGate;
+use super::ledger::FleetLedger;
 use super::queue::{JobReceiver, WorkQueue};
 use super::stats::Stats;
 use crate::config::Config;
+use crate::fleet::SharedTier;
 use crate::origin::{Origins, OriginsError};
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
@@ -31,6 +33,10 @@ pub struct AppState {
     pub queue: WorkQueue,
     /// Which sources may be revalidated now.
     pub revalidations: RevalidationGate,
+    /// The shared tier, when `shared_store.enabled` (connected before the state is built).
+    pub fleet: Option<Arc<SharedTier>>,
+    /// Purges seen in the shared tier's log, and the sources waited for.
+    pub fleet_ledger: FleetLedger,
 }
 
 impl AppState {
@@ -38,6 +44,7 @@ impl AppState {
     pub fn new(
         config: Config,
         store: Arc<Store>,
+        fleet: Option<Arc<SharedTier>>,
     ) -> Result<(Arc<AppState>, JobReceiver), StartError> {
         let origins = Origins::new(&config.origins, config.limits.max_source_bytes)?;
         let (queue, rx) = WorkQueue::new(config.queue.capacity);
@@ -57,6 +64,8 @@ impl AppState {
             feed,
             queue,
             revalidations,
+            fleet,
+            fleet_ledger: FleetLedger::default(),
         };
         Ok((Arc::new(state), rx))
     }

@@ -58,6 +58,9 @@ counters! {
     revalidations_refused: "Revalidations whose answer forbids optimizing the source now (no-transform, private, Vary): refused and purged.",
     revalidation_errors: "Revalidations that failed (timeout, 5xx): the stale variants stay, retried later.",
     revalidations_unknown: "Revalidations of a source whose record was gone by then.",
+    shared_copies: "Variants copied from the shared tier into this store (made by another sidecar: no decode, no encode).",
+    shared_fallbacks: "Sources generated here because the shared tier was unavailable, slow or corrupt.",
+    shared_waits: "Sources this sidecar waited for while another held their lease.",
     records_deleted: "Records without variants deleted after records.empty_ttl_secs (their tombstones tell the filters).",
     tombstones_compacted: "Tombstones of deleted records dropped from the feed after as long again.",
 }
@@ -67,11 +70,12 @@ impl Stats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The JSON served by `/stats`: every counter at the top level, plus
-    /// `by_type.images.us` (the image time by resource type) and the given gauges.
-    pub fn to_json(&self, gauges: &[(&str, u64)]) -> Value {
+    /// The JSON served by `/stats`: every counter at the top level (these and `more`, the
+    /// shared tier's), plus `by_type.images.us` (the image time by resource type) and the
+    /// given gauges.
+    pub fn to_json(&self, more: &[(&str, &str, u64)], gauges: &[(&str, u64)]) -> Value {
         let mut map = Map::new();
-        for (name, _, value) in self.snapshot() {
+        for (name, _, value) in self.snapshot().into_iter().chain(more.iter().copied()) {
             map.insert(name.to_owned(), json!(value));
         }
         map.insert(
@@ -85,9 +89,13 @@ impl Stats {
     }
 
     /// Prometheus text exposition: counters as `rendition_<name>_total`, gauges as is.
-    pub fn to_prometheus(&self, gauges: &[(&str, &str, u64)]) -> String {
+    pub fn to_prometheus(
+        &self,
+        more: &[(&str, &str, u64)],
+        gauges: &[(&str, &str, u64)],
+    ) -> String {
         let mut out = String::new();
-        for (name, help, value) in self.snapshot() {
+        for (name, help, value) in self.snapshot().into_iter().chain(more.iter().copied()) {
             out.push_str(&format!("# HELP rendition_{name}_total {help}\n# TYPE rendition_{name}_total counter\nrendition_{name}_total {value}\n"));
         }
         for (name, help, value) in gauges {

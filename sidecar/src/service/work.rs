@@ -7,11 +7,12 @@
 
 use super::queue::{Job, JobReceiver};
 use super::revalidate;
+use super::share::{self, LeaseHold, Plan};
 use super::state::AppState;
 use crate::encode::avif::AvifEncoder;
 use crate::encode::Codec;
 use crate::origin::{FetchError, Fetched};
-use crate::pipeline::{self, Encoders, Outcome};
+use crate::pipeline::{self, Encoders, Outcome, Prepared, VariantError};
 use crate::quality::QualityPolicy;
 use crate::store::SourceMeta;
 use rendition_shared::http_cache::NotTransformable;
@@ -88,6 +89,33 @@ impl Worker {
                 .add(&self.state.stats.notifications_skipped_dedup, 1);
             return;
         }
+        // The shared tier first: another sidecar may have made these already, or be making
+        // them. A replacement (a new original found by a revalidation) only counts a
+        // manifest of that very original.
+        let expected_hash = job
+            .replacement
+            .as_ref()
+            .map(|f| revalidate::source_hash(&f.bytes));
+        let lease = if self.state.fleet.is_some() {
+            match share::plan(
+                &self.state,
+                &job.key,
+                &wanted,
+                record.as_ref(),
+                expected_hash.as_deref(),
+            )
+            .await
+            {
+                Plan::Done => return,
+                Plan::Wait => {
+                    share::wait_for_manifest(Arc::clone(&self.state), job, wanted);
+                    return;
+                }
+                Plan::Generate(lease) => lease,
+            }
+        } else {
+            None
+        };
         let fetched = match job.replacement {
             Some(f) => Arc::try_unwrap(f).unwrap_or_else(|shared| (*shared).clone()),
             None => match self.state.origins.fetch(&job.key).await {
@@ -102,7 +130,12 @@ impl Worker {
                             ..SourceMeta::default()
                         };
                         self.refuse(&job.key, &meta, &e.to_string());
+                        if lease.is_some() {
+                            share::after_refusal(&self.state, &job.key, &meta, &e.to_string())
+                                .await;
+                        }
                     }
+                    share::finish(lease).await;
                     return;
                 }
             },
@@ -123,7 +156,6 @@ impl Worker {
         } else {
             wanted
         };
-        let this = Arc::clone(self);
         let direct: SlotSet = if replace {
             // One phase: the swap is a single transaction.
             wanted.iter().copied().collect()
@@ -136,23 +168,85 @@ impl Worker {
                 })
                 .collect()
         };
-        let _ = tokio::task::spawn_blocking(move || {
-            this.generate(job.key, fetched, wanted, direct, replace)
-        })
-        .await;
+        self.generate(job.key, fetched, wanted, direct, replace, lease)
+            .await;
     }
 
-    /// Decode once, then store the directly requested slots first and the siblings after.
-    /// With `replace`, the first store swaps out whatever the source had.
-    fn generate(
-        &self,
+    /// Decode once, then store the directly requested slots first and the siblings after;
+    /// with a lease on the shared tier, each phase is shared as soon as it is stored. With
+    /// `replace`, the first store swaps out whatever the source had.
+    async fn generate(
+        self: &Arc<Self>,
         key: SourceKey,
         fetched: Fetched,
         wanted: Vec<CapabilityMask>,
         direct: SlotSet,
         replace: bool,
+        lease: Option<LeaseHold>,
     ) {
         let started = Instant::now();
+        let this = Arc::clone(self);
+        let k = key.clone();
+        let prepared = tokio::task::spawn_blocking(move || this.prepare_source(&k, fetched)).await;
+        let (prepared, meta) = match prepared {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(refused)) => {
+                let (meta, reason) = *refused;
+                if lease.is_some() {
+                    share::after_refusal(&self.state, &key, &meta, &reason).await;
+                }
+                share::finish(lease).await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(%key, "pipeline task failed: {e}");
+                share::finish(lease).await;
+                return;
+            }
+        };
+        let prepared = Arc::new(prepared);
+        let meta = Arc::new(meta);
+        let (first, rest): (Vec<CapabilityMask>, Vec<CapabilityMask>) =
+            wanted.iter().partition(|s| direct.contains(**s));
+        let mut replace_now = replace;
+        for phase in [first, rest] {
+            if phase.is_empty() {
+                continue;
+            }
+            let (this, p, m, k) = (
+                Arc::clone(self),
+                Arc::clone(&prepared),
+                Arc::clone(&meta),
+                key.clone(),
+            );
+            let swap = replace_now;
+            let stored = tokio::task::spawn_blocking(move || {
+                this.store_phase(&k, &p, &m, &phase, direct, swap)
+            })
+            .await;
+            let Ok(Some(outcomes)) = stored else {
+                break;
+            };
+            if lease.is_some() {
+                share::after_phase(&self.state, &key, &meta, &outcomes, replace_now).await;
+            }
+            replace_now = false;
+        }
+        share::finish(lease).await;
+        self.state.stats.add(&self.state.stats.images_processed, 1);
+        self.state.stats.add(
+            &self.state.stats.images_us,
+            started.elapsed().as_micros() as u64,
+        );
+    }
+
+    /// Steps 2-7 on the fetched bytes, and the source's metadata; a refusal is recorded
+    /// (and returned with its reason, to share).
+    fn prepare_source(
+        &self,
+        key: &SourceKey,
+        fetched: Fetched,
+    ) -> Result<(Prepared, SourceMeta), Box<(SourceMeta, String)>> {
         let mut meta = SourceMeta {
             key: key.to_string(),
             source_bytes: fetched.bytes.len() as u64,
@@ -170,11 +264,11 @@ impl Worker {
             Err(refusal) => {
                 self.state.stats.add(&self.state.stats.images_refused, 1);
                 tracing::warn!(%key, "source refused: {refusal}");
-                self.refuse(&key, &meta, &refusal.to_string());
-                return;
+                let reason = refusal.to_string();
+                self.refuse(key, &meta, &reason);
+                return Err(Box::new((meta, reason)));
             }
         };
-        drop(fetched.bytes);
         for note in &prepared.notes {
             tracing::info!(%key, "{note}");
         }
@@ -182,6 +276,20 @@ impl Worker {
         meta.height = prepared.image.height;
         meta.format = Some(prepared.format.name().to_owned());
         meta.class = Some(prepared.class.name().to_owned());
+        Ok((prepared, meta))
+    }
+
+    /// Steps 8-10 for one phase's slots, stored (and the store kept under its budget).
+    /// `None` when the store write failed.
+    fn store_phase(
+        &self,
+        key: &SourceKey,
+        prepared: &Prepared,
+        meta: &SourceMeta,
+        phase: &[CapabilityMask],
+        direct: SlotSet,
+        replace: bool,
+    ) -> Option<Vec<Outcome>> {
         let encoders = Encoders {
             widths: self.state.config.variants.widths(),
             quality: self.quality.as_ref(),
@@ -191,44 +299,27 @@ impl Worker {
                 save_data_reduction: f64::from(self.state.config.savedata_score_reduction),
             }),
         };
-        let (first, rest): (Vec<CapabilityMask>, Vec<CapabilityMask>) =
-            wanted.iter().partition(|s| direct.contains(**s));
-        let mut replace_now = replace;
-        for phase in [first, rest] {
-            if phase.is_empty() {
-                continue;
-            }
-            let outcomes = pipeline::generate(&prepared, &phase, &encoders);
-            self.count(&outcomes, direct);
-            match self
-                .state
-                .store
-                .put_outcomes(&key, &meta, &outcomes, replace_now)
-            {
-                Ok(seq) => self.state.published(seq),
-                Err(e) => {
-                    self.state.stats.add(&self.state.stats.store_errors, 1);
-                    tracing::error!(%key, "store write failed (disk full?): {e}");
-                    return;
-                }
-            }
-            replace_now = false;
-            match self.state.store.evict_to_budget() {
-                Ok(n) if n > 0 => {
-                    self.state
-                        .stats
-                        .add(&self.state.stats.evictions, u64::from(n));
-                    self.state.published_latest();
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!("eviction failed: {e}"),
+        let outcomes = pipeline::generate(prepared, phase, &encoders);
+        self.count(key, &outcomes, direct);
+        match self.state.store.put_outcomes(key, meta, &outcomes, replace) {
+            Ok(seq) => self.state.published(seq),
+            Err(e) => {
+                self.state.stats.add(&self.state.stats.store_errors, 1);
+                tracing::error!(%key, "store write failed (disk full?): {e}");
+                return None;
             }
         }
-        self.state.stats.add(&self.state.stats.images_processed, 1);
-        self.state.stats.add(
-            &self.state.stats.images_us,
-            started.elapsed().as_micros() as u64,
-        );
+        match self.state.store.evict_to_budget() {
+            Ok(n) if n > 0 => {
+                self.state
+                    .stats
+                    .add(&self.state.stats.evictions, u64::from(n));
+                self.state.published_latest();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("eviction failed: {e}"),
+        }
+        Some(outcomes)
     }
 
     /// Counts a refusal by the origin's answer, for /metrics.
@@ -256,7 +347,7 @@ impl Worker {
         }
     }
 
-    fn count(&self, outcomes: &[Outcome], direct: SlotSet) {
+    fn count(&self, key: &SourceKey, outcomes: &[Outcome], direct: SlotSet) {
         let s = &self.state.stats;
         for o in outcomes {
             match o {
@@ -275,9 +366,20 @@ impl Worker {
                     s.add(counter, 1);
                 }
                 Outcome::Lost { slots, .. } => s.add(&s.variants_lost, u64::from(slots.len())),
-                Outcome::Failed { error, .. } => {
+                Outcome::Failed { slots, error } => {
                     s.add(&s.encode_failures, 1);
-                    tracing::warn!("encode failed: {error}");
+                    // Remembered as lost until the source changes (`Outcome::lost`): logged
+                    // once per source version, not on every notify.
+                    let codec = match error {
+                        VariantError::Encode(e) => e.codec.name(),
+                        _ => "-",
+                    };
+                    tracing::warn!(
+                        %key,
+                        slots = format_args!("{:#x}", slots.bits()),
+                        codec,
+                        "encode failed, slots kept as lost until the source changes: {error}"
+                    );
                 }
             }
         }

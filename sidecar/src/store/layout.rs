@@ -12,6 +12,7 @@
 //! | `lru`      | tick (8 BE) + key id + slot  | empty: eviction order, oldest first              |
 //! | `access`   | key id + slot                | tick (8 BE) + unix time (8 BE) of the last touch  |
 //! | `meta`     | `store_id`, `payload_bytes`, `compacted_seq` | u64 little-endian each            |
+//! | `meta`     | `fleet_purge_cursor`         | the shared tier's last purge entry applied (its name, UTF-8) |
 //!
 //! A `variants` value starts with `RV`, the layout version (1) and a kind byte:
 //!
@@ -146,6 +147,8 @@ pub const META_STORE_ID: &[u8] = b"store_id";
 pub const META_BYTES: &[u8] = b"payload_bytes";
 /// The highest sequence of a deletion no longer in the feed (`FeedPage::compacted_seq`).
 pub const META_COMPACTED_SEQ: &[u8] = b"compacted_seq";
+/// The last purge-log entry of the shared tier applied here (its object name, UTF-8).
+pub const META_FLEET_PURGE_CURSOR: &[u8] = b"fleet_purge_cursor";
 
 /// Key of a slot in the `variants` and `access` trees.
 pub fn variant_key(key: &KeyId, slot: CapabilityMask) -> [u8; 17] {

@@ -20,7 +20,7 @@ use hot::{HotVariants, DEFAULT_BUDGET_BYTES};
 use layout::{
     access_value, blob_crc, corrupt, decode_entry, decode_feed_value, decode_record, encode_alias,
     encode_blob, encode_feed_value, encode_record, is_blob, lru_key, parse_access, variant_key,
-    Entry, META_BYTES, META_COMPACTED_SEQ, META_STORE_ID,
+    Entry, META_BYTES, META_COMPACTED_SEQ, META_FLEET_PURGE_CURSOR, META_STORE_ID,
 };
 pub use layout::{ServedVariant, SourceMeta, StoreError, StoredVariant, VariantMeta};
 use rendition_shared::{
@@ -224,14 +224,12 @@ impl Store {
                 record.lost = record.lost.difference(v.slots);
             }
             let mut lost_reasons = smeta.lost_reasons.clone();
-            for o in outcomes {
-                if let Outcome::Lost { slots, reason } = o {
-                    let fresh = slots.difference(record.stored);
-                    record.lost = record.lost.union(fresh);
-                    for s in fresh.iter() {
-                        lost_reasons.retain(|(m, _)| u32::from(*m) != s.bits());
-                        lost_reasons.push((s.bits() as u8, reason.clone()));
-                    }
+            for (slots, reason) in outcomes.iter().filter_map(Outcome::lost) {
+                let fresh = slots.difference(record.stored);
+                record.lost = record.lost.union(fresh);
+                for s in fresh.iter() {
+                    lost_reasons.retain(|(m, _)| u32::from(*m) != s.bits());
+                    lost_reasons.push((s.bits() as u8, reason.clone()));
                 }
             }
             let old_seq = record.seq;
@@ -604,6 +602,19 @@ impl Store {
             compacted_seq: self.compacted_seq()?,
             entries,
         })
+    }
+
+    /// The shared tier's purge-log cursor (the last entry applied here), if any.
+    pub fn fleet_purge_cursor(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .meta
+            .get(META_FLEET_PURGE_CURSOR)?
+            .and_then(|v| String::from_utf8(v.to_vec()).ok()))
+    }
+
+    pub fn set_fleet_purge_cursor(&self, name: &str) -> Result<(), StoreError> {
+        self.meta.insert(META_FLEET_PURGE_CURSOR, name.as_bytes())?;
+        Ok(())
     }
 
     fn compacted_seq(&self) -> Result<u64, StoreError> {

@@ -243,7 +243,7 @@ pub fn worker(
     tweak(&mut config);
     config.validate().unwrap();
     let store = Arc::new(Store::open(&dir, config.cache_size_bytes).unwrap());
-    let (state, rx) = AppState::new(config, store).unwrap();
+    let (state, rx) = AppState::new(config, store, None).unwrap();
     if run {
         let worker = work::Worker {
             state: Arc::clone(&state),

@@ -1,0 +1,75 @@
+//! What the service remembers about the shared tier between requests: the purges it has
+//! seen in the fleet's log (they void older manifests), and the sources it is waiting for
+//! (one watcher each). Bookkeeping only; `super::share` acts on it.
+
+use rendition_shared::bucket::PurgeEntry;
+use rendition_shared::KeyId;
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// Purge entries kept in memory to void old manifests.
+pub const PURGE_LOG_KEPT: usize = 10_000;
+
+#[derive(Default)]
+pub struct FleetLedger {
+    purges: Mutex<Vec<PurgeEntry>>,
+    waiting: Mutex<HashSet<KeyId>>,
+}
+
+impl FleetLedger {
+    pub fn add_purge(&self, entry: PurgeEntry) {
+        if let Ok(mut e) = self.purges.lock() {
+            e.push(entry);
+            if e.len() > PURGE_LOG_KEPT {
+                let excess = e.len() - PURGE_LOG_KEPT;
+                e.drain(..excess);
+            }
+        }
+    }
+
+    /// Whether a purge newer than `confirmed_ms` covers `key`.
+    pub fn voids(&self, key: &str, confirmed_ms: u64) -> bool {
+        self.purges
+            .lock()
+            .is_ok_and(|e| e.iter().any(|p| p.at_ms > confirmed_ms && p.covers(key)))
+    }
+
+    /// Marks `id` as waited for; false if it already was.
+    pub fn start_waiting(&self, id: KeyId) -> bool {
+        self.waiting.lock().is_ok_and(|mut w| w.insert(id))
+    }
+
+    pub fn stop_waiting(&self, id: &KeyId) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.remove(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rendition_shared::bucket::{PurgeScope, LAYOUT};
+
+    #[test]
+    fn purges_void_what_was_confirmed_before_them() {
+        let ledger = FleetLedger::default();
+        ledger.add_purge(PurgeEntry {
+            layout: LAYOUT,
+            scope: PurgeScope::Prefix("shop.example/img/".into()),
+            at_ms: 1_000,
+            writer: "pod-a".into(),
+        });
+        assert!(ledger.voids("shop.example/img/a.jpg", 999));
+        assert!(
+            !ledger.voids("shop.example/img/a.jpg", 1_000),
+            "confirmed after: valid"
+        );
+        assert!(!ledger.voids("shop.example/css/a.css", 0));
+        let id = KeyId([1; 16]);
+        assert!(ledger.start_waiting(id));
+        assert!(!ledger.start_waiting(id), "one watcher per source");
+        ledger.stop_waiting(&id);
+        assert!(ledger.start_waiting(id));
+    }
+}
