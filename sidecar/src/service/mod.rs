@@ -4,7 +4,8 @@
 //! * [`queue`]: the bounded, per-source deduplicated work queue.
 //! * [`work`]: what a worker does with a source (fetch, pipeline, store, publish).
 //! * [`routes`]: the public routes (the filter, Envoy, orchestrators); [`admin`]: the
-//!   operators' routes behind one guard; [`report`]: the report page; [`stats`]: counters.
+//!   operators' routes behind one guard; [`report`]: the report page; [`stats`]: counters,
+//!   with [`histogram`]: latency histograms and the per-format series.
 //!
 //! `app(state)` builds the router, so tests drive it without a port; [`serve`] binds it with
 //! graceful shutdown.
@@ -12,6 +13,7 @@
 pub mod admin;
 pub mod api_error;
 pub mod gate;
+pub mod histogram;
 pub mod queue;
 pub mod report;
 pub mod revalidate;

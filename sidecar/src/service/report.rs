@@ -220,11 +220,7 @@ fn freshness(m: &SourceMeta, now_ms: u64) -> String {
     } else {
         ("stale for", (age - lifetime_ms) / 1000)
     };
-    format!(
-        "{state} {secs} s ({} {} s{rule})",
-        esc(source),
-        m.lifetime
-    )
+    format!("{state} {secs} s ({} {} s{rule})", esc(source), m.lifetime)
 }
 
 fn source_section(h: &mut String, s: &SourceReport) {
