@@ -78,7 +78,7 @@ test-wasm: wasm
 # security checks with the sidecar fetching over https (security over http too), and the
 # origin's caching contract (freshness, revalidation, no-transform, Vary, https, bounded records). Uses the debug sidecar
 # `cargo test` already built (its dependencies are optimized), not a second build.
-test-e2e: test-host wasm
+test-e2e: setup-test test-host wasm
 	set -e; for v in examples/*/verify.sh; do RENDITION_BIN=$(CARGO_TARGET_DIR)/debug/rendition $$v; done
 	python3 tests/e2e/envoy_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/e2e/report_e2e.py $(CARGO_TARGET_DIR)/debug/rendition

@@ -3,7 +3,8 @@
 //! about a listen address beyond loopback), `stats` and `purge` talk to a running sidecar.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
@@ -145,6 +146,28 @@ fn check_config_prints_the_effective_configuration() {
         "{}",
         text(&out.stderr)
     );
+    // A flag replaces the file's mapping of its host, however either spells the host.
+    std::fs::write(
+        &file,
+        "[origins.hosts]\n\"Static.Example.COM\" = \"http://10.0.0.12\"\n",
+    )
+    .unwrap();
+    let out = rendition(
+        &[
+            "check-config",
+            file.to_str().unwrap(),
+            "--origin-host",
+            "static.example.com:80=http://10.0.0.13",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("\"static.example.com\" = \"http://10.0.0.13\"")
+            && !stdout.contains("10.0.0.12"),
+        "{stdout}"
+    );
     let out = rendition(&["check-config", "/nonexistent/rendition.toml"], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
@@ -178,11 +201,12 @@ struct Running {
 }
 
 impl Running {
-    fn start(name: &str) -> Running {
+    fn start(name: &str, extra: &[&str]) -> Running {
         let dir = temp_dir(name);
         let mut child = Command::new(env!("CARGO_BIN_EXE_rendition"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.join("data"))
+            .args(extra)
             .env_remove("RENDITION_CONFIG")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -220,9 +244,39 @@ impl Drop for Running {
     }
 }
 
+/// An origin on a free port that answers every GET with the demo photo, until the test ends.
+fn photo_origin() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let photo = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/site/img/rocket.jpg"),
+    )
+    .unwrap();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().map_while(Result::ok) {
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nCache-Control: max-age=600\r\nConnection: close\r\n\r\n",
+                photo.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&photo);
+        }
+    });
+    url
+}
+
+fn stats_json(url: &str) -> serde_json::Value {
+    let out = rendition(&["stats", "--json", "--sidecar", url], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn stats_and_purge_talk_to_a_running_sidecar() {
-    let sidecar = Running::start("remote");
+    let origin = photo_origin();
+    let sidecar = Running::start("remote", &["--origin", &origin]);
     let out = rendition(&["stats", "--sidecar", &sidecar.url], &[]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -235,10 +289,40 @@ fn stats_and_purge_talk_to_a_running_sidecar() {
         "{stdout}"
     );
     assert!(stdout.contains("notifications_received"), "{stdout}");
-    let out = rendition(&["stats", "--json", "--sidecar", &sidecar.url], &[]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = stats_json(&sidecar.url);
     assert_eq!(json["variants_served"], 0);
     assert!(json["by_format"]["avif"].is_object());
+
+    // One real source in the store: a notify (as the filter sends on a miss), then the
+    // sidecar fetches the photo and stores its variant.
+    let client = std::net::TcpStream::connect(sidecar.url.trim_start_matches("http://"));
+    let mut conn = client.unwrap();
+    let body = r#"{"host":"shop.example","path":"/img/a.jpg?v=2","mask":1}"#;
+    write!(
+        conn,
+        "POST /notify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    // Until the work has an outcome: a variant stored, or the source refused or not
+    // fetched (the sidecar's own fetch timeout ends those); the cap only stops a hang.
+    let mut json = stats_json(&sidecar.url);
+    for _ in 0..3000 {
+        let n = |name: &str| json[name].as_u64().unwrap();
+        // (the counter moves before the store write: wait for both)
+        let stored = n("variants_written") >= 1 && n("store_sources") == 1;
+        if stored || n("images_refused") > 0 || n("fetch_errors") > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        json = stats_json(&sidecar.url);
+    }
+    assert_eq!(json["variants_written"], 1, "{json}");
+    assert_eq!(json["store_sources"], 1, "{json}");
+    assert!(json["store_payload_bytes"].as_u64().unwrap() > 0, "{json}");
 
     let out = rendition(
         &[
@@ -251,7 +335,13 @@ fn stats_and_purge_talk_to_a_running_sidecar() {
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "purged 0 sources\n");
+    assert_eq!(
+        text(&out.stdout),
+        "purged 1 sources\n",
+        "the stored one, not b.png"
+    );
+    // Its variants are gone (the record stays, empty, so the filters hear of the purge).
+    assert_eq!(stats_json(&sidecar.url)["store_payload_bytes"], 0);
     let out = rendition(
         &[
             "purge",
@@ -263,6 +353,7 @@ fn stats_and_purge_talk_to_a_running_sidecar() {
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "purged 0 sources\n");
 
     // Usage errors: 2; an unreachable sidecar: 1, saying where it looked.
     assert_eq!(rendition(&["purge"], &[]).status.code(), Some(2));
@@ -273,7 +364,7 @@ fn stats_and_purge_talk_to_a_running_sidecar() {
         Some(2)
     );
     drop(sidecar);
-    let gone = Running::start("remote-gone");
+    let gone = Running::start("remote-gone", &[]);
     let url = gone.url.clone();
     drop(gone);
     let out = rendition(&["stats", "--sidecar", &url], &[]);

@@ -6,6 +6,7 @@
 //! 2 a usage error.
 
 use clap::Args;
+use rendition_sidecar::service::admin::Purge;
 use serde_json::Value;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -216,14 +217,14 @@ fn saving(sent: u64, original: u64) -> String {
 }
 
 pub fn purge(args: &PurgeArgs) -> ExitCode {
-    let bodies: Vec<Value> = match &args.prefix {
-        Some(prefix) => vec![serde_json::json!({ "prefix": prefix })],
+    let bodies: Vec<Purge> = match &args.prefix {
+        Some(prefix) => vec![Purge::prefix(prefix.clone())],
         None => {
             let mut bodies = Vec::new();
             for url in &args.urls {
                 match host_and_path(url) {
                     Some((host, path)) => {
-                        bodies.push(serde_json::json!({ "host": host, "path": path }));
+                        bodies.push(Purge::source(host, path));
                     }
                     None => {
                         eprintln!(
@@ -239,6 +240,7 @@ pub fn purge(args: &PurgeArgs) -> ExitCode {
     let result = block_on(async {
         let mut total = 0;
         for body in bodies {
+            let body = serde_json::to_value(&body).map_err(|e| Failed(e.to_string()))?;
             let answer = args
                 .sidecar
                 .call(reqwest::Method::POST, "/purge", Some(body))

@@ -7,6 +7,7 @@ use rendition_sidecar::encode::avif;
 use rendition_sidecar::quality::{CodecDials, LearnedQuality};
 use rendition_sidecar::service::{self, sweep, work, AppState};
 use rendition_sidecar::store::Store;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -247,12 +248,32 @@ impl ServeArgs {
         if let Some(t) = &self.admin_token {
             c.admin_token = Some(t.clone());
         }
+        // The file's hosts canonical first, then each flag's: a flag replaces the file's
+        // mapping of its host however either spells it, and two flags naming one host with
+        // different URLs are an error.
+        c.normalize()?;
+        let mut from_flags: BTreeMap<String, (&str, &str)> = BTreeMap::new();
         for pair in &self.origin_hosts {
             let (host, url) = pair.split_once('=').ok_or_else(|| ConfigError {
                 key: "--origin-host".into(),
                 message: format!("{pair:?} is not HOST=URL"),
             })?;
-            c.origins.hosts.insert(host.to_owned(), url.to_owned());
+            let host = rendition_shared::canonical_host(host).map_err(|e| ConfigError {
+                key: "--origin-host".into(),
+                message: format!("{pair:?}: {e}"),
+            })?;
+            if let Some((other, other_url)) = from_flags.get(&host) {
+                if *other_url != url {
+                    return Err(ConfigError {
+                        key: "--origin-host".into(),
+                        message: format!(
+                            "{other:?} and {pair:?} both name host {host} with different URLs"
+                        ),
+                    });
+                }
+            }
+            c.origins.hosts.insert(host.clone(), url.to_owned());
+            from_flags.insert(host, (pair.as_str(), url));
         }
         let v = &mut c.variants;
         v.proactive_image_variants |= self.proactive_image_variants;
