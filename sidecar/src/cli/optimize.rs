@@ -1,6 +1,6 @@
 //! `rendition optimize INPUT... --out DIR [--json FILE] [--jobs N]`: the sidecar's pipeline on
-//! files or folders (searched recursively). Writes `DIR/<source's relative path>/<mask in
-//! hex>.<ext>` for every slot stored (`DIR/img/a.jpg/12.avif`; slots that share one encode
+//! files or folders (searched recursively). Writes `DIR/<source's relative path>/<mask as
+//! 0xNN>.<ext>` for every slot stored (`DIR/img/a.jpg/0x12.avif`; slots that share one encode
 //! are hard links to one file; names: `super::inputs`) and a JSON report of every variant, and
 //! of what was skipped or dropped and why. Exits 1 when any input was refused, 2 on a usage
 //! error (no images, colliding output names).
