@@ -1,5 +1,7 @@
 # Rendition: the two front-door commands are `make demo` and `make test`.
-# Every target that needs tools runs scripts/setup.sh first (idempotent, ~1 s when done).
+# Every target that needs tools runs scripts/setup.sh first (idempotent, ~1 s when done);
+# the test targets run `scripts/setup.sh --test`, which adds what only the tests use
+# (Chromium, wrk, Node, kubectl, hadolint, ...), so a first `make demo` installs less.
 
 SHELL := /bin/bash
 ROOT := $(CURDIR)
@@ -16,7 +18,7 @@ WASM_OUT := $(CARGO_TARGET_DIR)/wasm/wasm32-wasip1/release
 FILTER_WASM := $(WASM_OUT)/rendition_filter.wasm
 ENVOY := $(ROOT)/.tools/bin/envoy
 
-.PHONY: help setup build wasm test test-host test-wasm test-e2e test-trainer lint bench demo clean corpus train eval load fuzz
+.PHONY: help setup setup-test build wasm test test-host test-wasm test-e2e test-trainer lint bench demo clean corpus train eval load fuzz
 
 # The quality-model trainer (LightGBM) lives in its own workspace: LightGBM needs CMake >= 3.28,
 # which pip's `cmake` provides (Debian 12 has 3.25), and it must not touch the main workspace's
@@ -34,6 +36,9 @@ help:
 setup:
 	@scripts/setup.sh
 
+setup-test:
+	@scripts/setup.sh --test
+
 build: setup wasm
 	$(CARGO) build --release --workspace
 
@@ -44,7 +49,7 @@ wasm: setup
 	@mkdir -p dist && python3 scripts/slim-wasm.py $(FILTER_WASM) dist/rendition_filter.wasm
 	@echo "wasm: dist/rendition_filter.wasm ($$(stat -c %s dist/rendition_filter.wasm) bytes)"
 
-test: setup test-host test-wasm test-e2e test-trainer
+test: setup-test test-host test-wasm test-e2e test-trainer
 	@echo "make test: all passed"
 
 $(PYCMAKE):
@@ -74,7 +79,7 @@ test-wasm: wasm
 # origin's caching contract (freshness, revalidation, no-transform, Vary, https, bounded records),
 # the shared tier across pods on a real SeaweedFS. Uses the debug sidecar
 # `cargo test` already built (its dependencies are optimized), not a second build.
-test-e2e: test-host wasm
+test-e2e: setup-test test-host wasm
 	set -e; for v in examples/*/verify.sh; do RENDITION_BIN=$(CARGO_TARGET_DIR)/debug/rendition $$v; done
 	python3 tests/e2e/envoy_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/e2e/report_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
@@ -84,6 +89,7 @@ test-e2e: test-host wasm
 	python3 tests/e2e/freshness_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/e2e/fleet_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/deploy/check_manifests.py $(CARGO_TARGET_DIR)/debug/rendition
+	python3 tests/deploy/check_dockerfiles.py
 	python3 tests/e2e/faults_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	RENDITION_LOAD_SECONDS=20 RENDITION_STORM_URLS=1000 python3 tests/e2e/load_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 
@@ -94,7 +100,7 @@ fuzz: setup
 
 # The load test at the scale docs/RELIABILITY.md reports (make test runs it smaller): 60 s of
 # hits, then a miss storm of 5,000 distinct URLs drained until every variant exists.
-load: test-host wasm
+load: setup-test test-host wasm
 	RENDITION_LOAD_SECONDS=60 RENDITION_STORM_URLS=5000 python3 tests/e2e/load_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 
 lint: setup

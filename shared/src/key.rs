@@ -47,7 +47,7 @@ pub struct SourceKey(String);
 impl SourceKey {
     /// Canonicalizes `host` and `path_and_query` (as in `:authority` and `:path`).
     pub fn new(host: &str, path_and_query: &str) -> Result<SourceKey, KeyError> {
-        let host = canonical_host(host)?;
+        let host = host_without_defaults(host)?;
         let without_fragment = path_and_query.split('#').next().unwrap_or_default();
         let (path, query) = match without_fragment.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -63,9 +63,7 @@ impl SourceKey {
             return Err(KeyError::TooLong);
         }
         let mut text = String::with_capacity(host.len() + path_and_query.len() + 1);
-        // ASCII case only, char by char: a non-ASCII host (an unencoded IDN, or bytes a client
-        // sent) keeps its UTF-8, so the canonical text parses back to the same key.
-        text.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+        push_lowercase(&mut text, host);
         text.push_str(path);
         if let Some(q) = query {
             let mut params: Vec<&str> = q.split('&').filter(|p| !p.is_empty()).collect();
@@ -110,7 +108,23 @@ impl fmt::Display for SourceKey {
     }
 }
 
-fn canonical_host(host: &str) -> Result<&str, KeyError> {
+/// A host as a key holds it: lower-case, without a trailing dot and without `:80`/`:443`
+/// (`Static.Example.com:80` -> `static.example.com`); other ports are kept. The sidecar
+/// normalizes its `origins.hosts` keys with this, so a mapping matches the requests it names.
+pub fn canonical_host(host: &str) -> Result<String, KeyError> {
+    let host = host_without_defaults(host)?;
+    let mut text = String::with_capacity(host.len());
+    push_lowercase(&mut text, host);
+    Ok(text)
+}
+
+/// ASCII case only, char by char: a non-ASCII host (an unencoded IDN, or bytes a client sent)
+/// keeps its UTF-8, so the canonical text parses back to the same key.
+fn push_lowercase(text: &mut String, host: &str) {
+    text.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+}
+
+fn host_without_defaults(host: &str) -> Result<&str, KeyError> {
     // Strip to a fixed point, so canonicalizing a canonical host changes nothing
     // (`a:80.:443` -> `a:80.` -> `a:80` -> `a`).
     let mut host = host.trim();

@@ -46,7 +46,7 @@ pub mod table;
 pub mod wire;
 
 pub use headers::{AcceptedFormats, ClientProfile, DensityReason, UsedHeaders, ViewportReason};
-pub use key::{KeyError, KeyId, SourceKey};
+pub use key::{canonical_host, KeyError, KeyId, SourceKey};
 pub use mask::{CapabilityMask, Density, ImageFormat, MaskError, TransferEncoding, Viewport};
 pub use matrix::{
     full_matrix_order, generation_order, plan_encodes, slot_size, EncodeJob, ProactiveFlags,

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed test
 
-use rendition_shared::{KeyError, SourceKey};
+use rendition_shared::{canonical_host, KeyError, SourceKey};
 
 fn key(host: &str, pq: &str) -> String {
     SourceKey::new(host, pq).unwrap().as_str().to_owned()
@@ -15,6 +15,28 @@ fn host_is_case_folded_and_default_ports_dropped() {
     assert_eq!(key("example.com:80", "/a.jpg"), "example.com/a.jpg");
     assert_eq!(key("example.com.", "/a.jpg"), "example.com/a.jpg");
     assert_eq!(key("example.com:8080", "/a.jpg"), "example.com:8080/a.jpg");
+}
+
+#[test]
+fn canonical_host_is_the_host_part_of_a_key() {
+    for host in [
+        "Static.Example.COM",
+        "static.example.com:80",
+        "static.example.com:443",
+        "static.example.com.",
+        "static.example.com:8443",
+        "[::1]:8080",
+    ] {
+        assert_eq!(
+            canonical_host(host).unwrap(),
+            SourceKey::new(host, "/a.jpg").unwrap().host(),
+            "{host}"
+        );
+    }
+    assert_eq!(canonical_host("A.example:80").unwrap(), "a.example");
+    assert_eq!(canonical_host(":443"), Err(KeyError::EmptyHost));
+    assert_eq!(canonical_host("a b"), Err(KeyError::InvalidByte));
+    assert_eq!(canonical_host("a/b"), Err(KeyError::InvalidByte));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! validated at start with errors that name the key. No file is needed for the defaults.
 
 use crate::pipeline::limits::Limits;
-use rendition_shared::{ProactiveFlags, ViewportWidths};
+use rendition_shared::{canonical_host, ProactiveFlags, ViewportWidths};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -85,7 +85,9 @@ pub struct OriginsConfig {
     /// then only mapped hosts are fetched and a notify for any other host is refused (403).
     #[serde(deserialize_with = "empty_is_none", serialize_with = "none_is_empty")]
     pub default: Option<String>,
-    /// Host (as in the request's Host header) to base URL.
+    /// Host (as in the request's Host header) to base URL. Keys are canonicalized like a
+    /// request's host ([`Config::normalize`]): `Static.Example.com:80` maps
+    /// `static.example.com`.
     pub hosts: BTreeMap<String, String>,
     pub timeout_ms: u64,
     /// Follow redirects, only to the same origin or from http to https on the same host. Off
@@ -169,6 +171,46 @@ impl Default for VariantsConfig {
 }
 
 impl VariantsConfig {
+    /// Each width at most [`MAX_VIEWPORT_WIDTH`], and mobile <= tablet <= desktop, where 0
+    /// (the original's width) counts as wider than any number.
+    fn check_widths(&self) -> Result<(), ConfigError> {
+        let widths = [
+            ("variants.mobile_width", self.mobile_width),
+            ("variants.tablet_width", self.tablet_width),
+            ("variants.desktop_width", self.desktop_width),
+        ];
+        for (key, w) in widths {
+            if w > MAX_VIEWPORT_WIDTH {
+                return Err(err(
+                    key,
+                    format!("{w} is more than {MAX_VIEWPORT_WIDTH} px (2x slots double it; 0 keeps the original width)"),
+                ));
+            }
+        }
+        let span = |w: u32| if w == 0 { u32::MAX } else { w };
+        for pair in widths.windows(2) {
+            let [(narrow_key, narrow), (wide_key, wide)] = [pair[0], pair[1]];
+            if span(narrow) > span(wide) {
+                let shown = |w: u32| {
+                    if w == 0 {
+                        "0 (the original width)".to_owned()
+                    } else {
+                        w.to_string()
+                    }
+                };
+                return Err(err(
+                    narrow_key,
+                    format!(
+                        "{} is wider than {wide_key} = {}",
+                        shown(narrow),
+                        shown(wide)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn widths(&self) -> ViewportWidths {
         ViewportWidths {
             mobile: self.mobile_width,
@@ -315,6 +357,15 @@ impl Default for SharedStoreConfig {
     }
 }
 
+/// What a `listen` beyond loopback exposes ([`Config::exposure`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exposure {
+    /// No `admin_token`: worth a warning.
+    Open(String),
+    /// With `admin_token`: the public routes are still open to whoever reaches the port.
+    Token(String),
+}
+
 /// A configuration error, naming the key.
 #[derive(Debug, thiserror::Error)]
 #[error("config: {key}: {message}")]
@@ -330,6 +381,13 @@ fn err(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The widest viewport target, in px at 1x: 2x slots are twice as wide, and WebP holds at most
+/// 16383 px in either dimension.
+pub const MAX_VIEWPORT_WIDTH: u32 = 8191;
+
+/// The most workers: each holds a decoded source at once (docs/operations.md, "Memory").
+pub const MAX_WORKERS: usize = 256;
+
 impl Config {
     /// Reads a TOML file (all keys optional).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -340,6 +398,34 @@ impl Config {
             let key = key.unwrap_or_else(|| path.display().to_string());
             err(&key, e.message().to_owned())
         })
+    }
+
+    /// Canonicalizes what is compared with requests: `origins.hosts` keys become hosts as a
+    /// request's source key holds them (lower-case, no trailing dot, no `:80`/`:443`,
+    /// `rendition_shared::canonical_host`). Two keys naming one host with different URLs are
+    /// an error; with the same URL they merge. Call before [`Config::validate`].
+    pub fn normalize(&mut self) -> Result<(), ConfigError> {
+        let mut hosts: BTreeMap<String, String> = BTreeMap::new();
+        let mut written: BTreeMap<String, String> = BTreeMap::new();
+        for (host, url) in std::mem::take(&mut self.origins.hosts) {
+            let canonical = canonical_host(&host)
+                .map_err(|e| err(&format!("origins.hosts.{host:?}"), format!("{e}")))?;
+            if let Some(other_url) = hosts.get(&canonical) {
+                if *other_url != url {
+                    let other = written.get(&canonical).cloned().unwrap_or_default();
+                    return Err(err(
+                        &format!("origins.hosts.{host:?}"),
+                        format!(
+                            "{host:?} and {other:?} both name host {canonical} with different URLs"
+                        ),
+                    ));
+                }
+            }
+            written.insert(canonical.clone(), host);
+            hosts.insert(canonical, url);
+        }
+        self.origins.hosts = hosts;
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -359,12 +445,25 @@ impl Config {
             ));
         }
         let l = &self.limits;
-        if l.max_source_bytes == 0
-            || l.max_pixels == 0
-            || l.max_frames == 0
-            || l.max_animation_pixels == 0
-        {
-            return Err(err("limits", "every limit must be greater than 0"));
+        for (key, value) in [
+            ("limits.max_source_bytes", l.max_source_bytes),
+            ("limits.max_pixels", l.max_pixels),
+            ("limits.max_frames", u64::from(l.max_frames)),
+            ("limits.max_animation_pixels", l.max_animation_pixels),
+        ] {
+            if value == 0 {
+                return Err(err(key, "must be greater than 0"));
+            }
+        }
+        self.variants.check_widths()?;
+        if self.queue.workers > MAX_WORKERS {
+            return Err(err(
+                "queue.workers",
+                format!(
+                    "{} is more than {MAX_WORKERS} (0 means one per core; each worker holds a decoded source)",
+                    self.queue.workers
+                ),
+            ));
         }
         if self.origins.default.is_none() && self.origins.hosts.is_empty() {
             return Err(err(
@@ -376,6 +475,12 @@ impl Config {
             check_base_url("origins.default", d)?;
         }
         for (host, url) in &self.origins.hosts {
+            if canonical_host(host).ok().as_deref() != Some(host.as_str()) {
+                return Err(err(
+                    &format!("origins.hosts.{host:?}"),
+                    "not a canonical host (Config::normalize makes it one)",
+                ));
+            }
             check_base_url(&format!("origins.hosts.{host}"), url)?;
         }
         check_https_names(&self.origins.hosts)?;
@@ -446,6 +551,27 @@ impl Config {
             return Err(err("admin_token", "must be at least 16 characters"));
         }
         Ok(())
+    }
+
+    /// What `listen` exposes when it is beyond loopback (said at start and by `check-config`);
+    /// `None` on loopback. The public routes never take a token, so the network must keep them
+    /// to Envoy; the token only opens the admin routes.
+    pub fn exposure(&self) -> Option<Exposure> {
+        if self.listen.ip().is_loopback() {
+            return None;
+        }
+        let public = format!(
+            "listen {} is beyond loopback: /notify, /v/ and /index take no token, so anyone who reaches this port can read variants and make the sidecar fetch and encode; keep it reachable only by Envoy (NetworkPolicy, firewall)",
+            self.listen
+        );
+        Some(match self.admin_token {
+            None => Exposure::Open(format!(
+                "{public}. admin_token is unset: /stats, /metrics, /purge and /report answer loopback peers only"
+            )),
+            Some(_) => Exposure::Token(format!(
+                "{public}. admin_token opens /stats, /metrics, /purge and /report to other peers"
+            )),
+        })
     }
 
     /// Worker count: configured, or one per core.
@@ -575,6 +701,117 @@ mod tests {
         assert_eq!(c.origins.hosts["a.example"], "http://10.0.0.1:80");
         assert_eq!(c.variants.mobile_width, 480);
         c.validate().unwrap();
+    }
+
+    fn loaded(text: &str) -> Result<Config, ConfigError> {
+        let mut c: Config = toml::from_str(text).unwrap();
+        c.normalize()?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn origin_host_keys_are_canonical_like_request_hosts() {
+        let c = loaded(
+            "[origins.hosts]\n\"Static.Example.COM:80\" = \"http://10.0.0.1\"\n\"img.example.:443\" = \"https://10.0.0.2\"\n\"alt.example:8443\" = \"http://10.0.0.3\"",
+        )
+        .unwrap();
+        let keys: Vec<&str> = c.origins.hosts.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["alt.example:8443", "img.example", "static.example.com"]
+        );
+        // What a request for each host looks up: its source key's host.
+        for key in ["static.example.com", "img.example"] {
+            assert!(c.origins.hosts.contains_key(key), "{key}");
+        }
+        let same = loaded(
+            "[origins.hosts]\n\"a.example\" = \"http://10.0.0.1\"\n\"A.example:80\" = \"http://10.0.0.1\"",
+        )
+        .unwrap();
+        assert_eq!(same.origins.hosts.len(), 1);
+        let clash = loaded(
+            "[origins.hosts]\n\"a.example\" = \"http://10.0.0.1\"\n\"A.example:80\" = \"http://10.0.0.2\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            clash.contains("both name host a.example with different URLs"),
+            "{clash}"
+        );
+        let bad = loaded("[origins.hosts]\n\"a b\" = \"http://10.0.0.1\"")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.starts_with("config: origins.hosts.\"a b\":"), "{bad}");
+        // A config built in code and never normalized is refused, not silently unmatched.
+        let mut raw = Config::default();
+        raw.origins
+            .hosts
+            .insert("A.example".into(), "http://10.0.0.1".into());
+        assert!(raw.validate().is_err());
+    }
+
+    #[test]
+    fn listening_beyond_loopback_is_said() {
+        assert_eq!(Config::default().exposure(), None);
+        let open = loaded("listen = \"0.0.0.0:8181\"").unwrap();
+        match open.exposure() {
+            Some(Exposure::Open(why)) => {
+                assert!(why.starts_with("listen 0.0.0.0:8181 is beyond loopback: /notify, /v/ and /index take no token"), "{why}");
+                assert!(why.contains("admin_token is unset"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let token =
+            loaded("listen = \"[::]:8181\"\nadmin_token = \"0123456789abcdef0123\"").unwrap();
+        assert!(matches!(token.exposure(), Some(Exposure::Token(_))));
+        let v6_loopback = loaded("listen = \"[::1]:8181\"").unwrap();
+        assert_eq!(v6_loopback.exposure(), None);
+    }
+
+    #[test]
+    fn each_limit_is_named_when_zero() {
+        for key in [
+            "max_source_bytes",
+            "max_pixels",
+            "max_frames",
+            "max_animation_pixels",
+        ] {
+            let e = loaded(&format!("[limits]\n{key} = 0")).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("config: limits.{key}: must be greater than 0")
+            );
+        }
+    }
+
+    #[test]
+    fn widths_and_workers_are_checked() {
+        let e = loaded("[variants]\ndesktop_width = 20000").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config: variants.desktop_width: 20000 is more than 8191 px"),
+            "{e}"
+        );
+        let e = loaded("[variants]\nmobile_width = 1024\ntablet_width = 768").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config: variants.mobile_width: 1024 is wider than variants.tablet_width = 768"
+        );
+        let e = loaded("[variants]\ntablet_width = 0\ndesktop_width = 1920").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config: variants.tablet_width: 0 (the original width) is wider than variants.desktop_width = 1920"
+        );
+        loaded("[variants]\ntablet_width = 0").unwrap();
+        loaded("[variants]\nmobile_width = 360\ntablet_width = 360\ndesktop_width = 1920").unwrap();
+        let e = loaded("[queue]\nworkers = 100000").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config: queue.workers: 100000 is more than 256"),
+            "{e}"
+        );
+        loaded("[queue]\nworkers = 0").unwrap();
     }
 
     #[test]

@@ -315,6 +315,45 @@ async fn notify_index_variant_round_trip() {
         metrics.contains("rendition_variants_written_total 12"),
         "{metrics}"
     );
+    // The value: WebP 0x01 went out three times with a body (GET, HEAD, the hit route) and
+    // once as a 304; each stands for the 112 KB original.
+    let original = common::demo("rocket.jpg").len();
+    for line in [
+        format!(
+            "rendition_served_bytes_total{{format=\"webp\"}} {}",
+            3 * len
+        ),
+        format!(
+            "rendition_served_original_bytes_total{{format=\"webp\"}} {}",
+            3 * original
+        ),
+        format!("rendition_served_original_bytes_total{{format=\"avif\"}} {original}"),
+        "rendition_served_bytes_total{format=\"svg\"} 0".to_owned(),
+        "rendition_serve_seconds_bucket{format=\"webp\",le=\"+Inf\"} 4".to_owned(),
+        "rendition_serve_seconds_count{format=\"webp\"} 4".to_owned(),
+        "rendition_serve_seconds_count{format=\"avif\"} 1".to_owned(),
+        "# TYPE rendition_encode_seconds histogram".to_owned(),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+    }
+    let encodes: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("rendition_encode_seconds_count{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(encodes, 12, "one encode time per variant written");
+    let stats: serde_json::Value = sc
+        .client
+        .get(format!("http://{}/stats", sc.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["by_format"]["webp"]["served_bytes"], 3 * len);
+    assert_eq!(stats["by_format"]["webp"]["original_bytes"], 3 * original);
+    assert_eq!(stats["by_format"]["webp"]["responses"], 4);
     assert_eq!(hosts.lock().unwrap().len(), 1, "no second fetch");
 
     // purge by URL: the feed carries an empty record, the variant is gone

@@ -37,6 +37,7 @@ $CARGO_TARGET_DIR, ~/.cache/rendition/target or target/.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -992,6 +993,85 @@ def check_wasmplugin_vm_id() -> str:
             f'singleton "rendition" -> not seen (index_unavailable {other["rendition.index_unavailable"]})')
 
 
+DASHBOARD = ROOT / "envoy" / "k8s" / "grafana" / "rendition-dashboard.json"
+
+
+def exposition_names(text: str) -> set[str]:
+    """Series names in Prometheus text exposition."""
+    return {m.group(0) for line in text.splitlines() if line and not line.startswith("#")
+            if (m := re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line))}
+
+
+def dashboard_exprs(dash: dict) -> list[str]:
+    exprs = []
+    for p in dash["panels"]:
+        for inner in [p, *p.get("panels", [])]:
+            exprs += [t["expr"] for t in inner.get("targets", [])]
+    return exprs
+
+
+def envoy_prometheus() -> str:
+    """Envoy's /stats/prometheus with the real filter and singleton, following the real
+    sidecar: the names the filter's counters get in Prometheus."""
+    if not SIDECAR or SIDECAR[0].proc.poll() is not None:
+        fail("needs the running sidecar of the checks before")
+    cfg = demo_config()
+    for c in cfg["static_resources"]["clusters"]:
+        if c["name"] in ("sidecar", "origin"):
+            port = SIDECAR[0].port if c["name"] == "sidecar" else free_port()
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"] = port
+    env = LiveEnvoy(cfg)
+    try:
+        env.wait(lambda s: s.get("rendition.index.polls", 0) >= 1, 15, "a first index poll")
+        http_get(f"http://127.0.0.1:{env.listen}/img/dashboard-check.jpg", 5)
+        env.wait(lambda s: s.get("rendition.requests", 0) >= 1, 5, "the request counted")
+        status, body = http_get(f"http://127.0.0.1:{env.admin}/stats/prometheus", 5)
+        if status != 200:
+            fail(f"envoy /stats/prometheus: {status}")
+        return body.decode()
+    finally:
+        env.stop()
+
+
+def check_dashboard() -> str:
+    """envoy/k8s/grafana/rendition-dashboard.json is valid JSON, a Grafana dashboard with a
+    Prometheus datasource variable, and every metric its queries name exists: in the real
+    sidecar's /metrics or in the real Envoy's /stats/prometheus with the real filter."""
+    dash = json.loads(DASHBOARD.read_text())
+    if not dash.get("uid") or not dash.get("title") or not dash.get("panels"):
+        fail("not a dashboard: uid, title and panels are required")
+    variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+    if variables.get("datasource", {}).get("query") != "prometheus":
+        fail("no `datasource` variable of type prometheus")
+    exprs = dashboard_exprs(dash)
+    if len(exprs) < 10:
+        fail(f"only {len(exprs)} queries")
+    for p in dash["panels"]:
+        if p["type"] != "row" and p.get("datasource", {}).get("uid") != "${datasource}":
+            fail(f"panel {p['title']!r} does not use the datasource variable")
+    wanted = {n for e in exprs for n in re.findall(r"\b(rendition_[a-z0-9_]+)\b", e)}
+    status, body = http_get(f"http://127.0.0.1:{SIDECAR[0].port}/metrics", 5)
+    if status != 200:
+        fail(f"sidecar /metrics: {status}")
+    sidecar = exposition_names(body.decode())
+    envoy = exposition_names(envoy_prometheus())
+    envoy = {n for n in envoy if n.startswith("rendition_")}
+    if sidecar & envoy:
+        fail(f"sidecar and filter metrics share names: {sorted(sidecar & envoy)}")
+    missing = sorted(wanted - sidecar - envoy)
+    if missing:
+        fail(f"the dashboard queries metrics that exist nowhere: {missing}")
+    if "rendition_hitz" in sidecar | envoy:
+        fail("the name check is vacuous")
+    for needed in ("rendition_served_bytes_total", "rendition_served_original_bytes_total",
+                   "rendition_serve_seconds_bucket", "rendition_encode_seconds_bucket", "rendition_hits"):
+        if needed not in wanted:
+            fail(f"the dashboard does not use {needed}")
+    from_sidecar = len(wanted & sidecar)
+    return (f"{len(exprs)} queries, {len(wanted)} metrics: {from_sidecar} from the sidecar's /metrics, "
+            f"{len(wanted) - from_sidecar} from Envoy's /stats/prometheus (the filter)")
+
+
 def check_sidecar_stops_cleanly() -> str:
     if not SIDECAR:
         fail("the sidecar did not start")
@@ -999,6 +1079,176 @@ def check_sidecar_stops_cleanly() -> str:
     if code != 0:
         fail(f"SIGTERM: exit {code}")
     return "SIGTERM -> exit 0"
+
+
+# ------------------------------------------------------------------------------ how it is applied, and the persistent store
+
+# Client-side `kubectl apply` stores the whole object, as JSON, in the
+# kubectl.kubernetes.io/last-applied-configuration annotation, and the API server refuses an
+# object whose annotations pass 256 KiB (TotalAnnotationSizeLimitB in apimachinery's
+# validation). The module's ConfigMap is far past that, so every documented apply must be
+# server-side (which keeps no such annotation).
+ANNOTATIONS_LIMIT = 256 * 1024
+CONFIGMAP_LIMIT = 1024 * 1024  # a ConfigMap's data + binaryData
+APPLY_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+              *sorted((ROOT / "examples").rglob("README.md")), *YAML_FILES]
+
+
+def last_applied_bytes(obj: dict) -> int:
+    """The size of the annotation client-side apply would add: the object as compact JSON
+    (kubectl strips the annotation itself before encoding), plus the existing annotations."""
+    bare = copy.deepcopy(obj)
+    bare.get("metadata", {}).get("annotations", {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    encoded = len(json.dumps(bare, separators=(",", ":"))) + 1
+    others = sum(len(k) + len(v) for k, v in (obj["metadata"].get("annotations") or {}).items())
+    return encoded + others
+
+
+def too_big_for_client_side(docs: list) -> list[tuple[str, int]]:
+    return [(f"{d['kind']}/{d['metadata']['name']}", n) for d in docs
+            if (n := last_applied_bytes(d)) > ANNOTATIONS_LIMIT]
+
+
+def client_side_applies(text: str) -> list[str]:
+    """`kubectl apply` commands of a kustomization (-k, --kustomize) without --server-side."""
+    out = []
+    for line in text.splitlines():
+        for cmd in re.findall(r"kubectl\s+apply\b[^`|;&\n]*", line):
+            if re.search(r"(^|\s)(-k|--kustomize)(\s|=)", cmd) and "--server-side" not in cmd:
+                out.append(cmd.strip())
+    return out
+
+
+def documented_applies() -> tuple[int, list[str]]:
+    total, bad = 0, []
+    for p in APPLY_DOCS:
+        text = p.read_text()
+        total += len(re.findall(r"kubectl\s+apply\b", text))
+        bad += [f"{rel(p)}: {c}" for c in client_side_applies(text)]
+    return total, bad
+
+
+def check_apply_as_documented() -> str:
+    big = []
+    for overlay in ("envoy/k8s/envoy", "envoy/istio", "envoy/k8s/envoy-persistent"):
+        docs = render_overlay(overlay)
+        big += [(overlay, name, n) for name, n in too_big_for_client_side(docs)]
+        for d in docs:
+            if d["kind"] == "ConfigMap":
+                size = sum(len(v) for v in (d.get("data") or {}).values()) + sum(
+                    len(base64.b64decode(v)) for v in (d.get("binaryData") or {}).values())
+                if size > CONFIGMAP_LIMIT:
+                    fail(f"{overlay}: ConfigMap {d['metadata']['name']} holds {size} bytes, past 1 MiB")
+    total, bad = documented_applies()
+    if big and bad:
+        worst = max(big, key=lambda b: b[2])
+        fail(f"{worst[1]} needs a {worst[2] // 1024} KiB last-applied annotation (limit 256 KiB), "
+             f"so client-side apply fails; documented without --server-side: {bad}")
+    if not big:
+        return f"every object fits client-side apply; {total} documented applies"
+    worst = max(big, key=lambda b: b[2])
+    return (f"{worst[1]} is {worst[2] // 1024} KiB as JSON (> 256 KiB for client-side apply): "
+            f"all {total} documented `kubectl apply` commands are --server-side")
+
+
+def check_apply_check_catches_client_side() -> str:
+    """The old instructions (the module ConfigMap applied client-side) fail the check above."""
+    old = "cp dist/rendition_filter.wasm envoy/k8s/base/\nkubectl apply -k envoy/k8s/envoy\n"
+    if client_side_applies(old) != ["kubectl apply -k envoy/k8s/envoy"]:
+        fail(f"the old command was not recognized: {client_side_applies(old)}")
+    if client_side_applies("kubectl apply --server-side -k envoy/k8s/envoy"):
+        fail("a server-side apply was flagged")
+    big = too_big_for_client_side(render_overlay("envoy/k8s/envoy"))
+    if not any(name.startswith("ConfigMap/rendition-filter-wasm") for name, _ in big):
+        fail(f"the module ConfigMap was not found too big for client-side apply: {big}")
+    return "`kubectl apply -k envoy/k8s/envoy` with the module ConfigMap is refused"
+
+
+def pod_without(template: dict, volume: str) -> dict:
+    t = copy.deepcopy(template)
+    t["spec"]["volumes"] = [v for v in t["spec"]["volumes"] if v["name"] != volume]
+    return t
+
+
+def check_persistent(docs: list, deployment_docs: list, where: str) -> str:
+    for d in docs:
+        if not is_istio(d):
+            k8s_validate(d, where)
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    if ("Deployment", "site") in kinds or ("StatefulSet", "site") not in kinds:
+        fail(f"{where}: want StatefulSet site instead of Deployment site, have {sorted(kinds)}")
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    dep = next(d for d in deployment_docs if d["kind"] == "Deployment")
+    if pod_without(sts["spec"]["template"], "rendition-data") != pod_without(dep["spec"]["template"], "rendition-data"):
+        fail(f"{where}: the StatefulSet's pod differs from the Deployment's beyond the data volume")
+    if any(v["name"] == "rendition-data" for v in sts["spec"]["template"]["spec"]["volumes"]):
+        fail(f"{where}: the emptyDir rendition-data is still in the pod (the claim must replace it)")
+    if sts["spec"]["replicas"] != dep["spec"]["replicas"]:
+        fail(f"{where}: replicas {sts['spec']['replicas']} != the Deployment's {dep['spec']['replicas']}")
+    claims = {c["metadata"]["name"]: c for c in sts["spec"]["volumeClaimTemplates"]}
+    claim = claims.get("rendition-data")
+    if claim is None or claim["spec"]["accessModes"] != ["ReadWriteOnce"]:
+        fail(f"{where}: want one ReadWriteOnce claim rendition-data, have {sorted(claims)}")
+    rc = next(c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "rendition")
+    mounts = {m["name"]: m["mountPath"] for m in rc["volumeMounts"]}
+    conf = tomllib.loads(configmap_toml())
+    if mounts.get("rendition-data") != conf["data_dir"]:
+        fail(f"{where}: the claim is mounted at {mounts.get('rendition-data')}, data_dir is {conf['data_dir']}")
+    empty = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "rendition-data")
+    if claim["spec"]["resources"]["requests"]["storage"] != empty["emptyDir"]["sizeLimit"]:
+        fail(f"{where}: claim {claim['spec']['resources']['requests']['storage']} != the emptyDir's sizeLimit")
+    svc = next((d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == sts["spec"]["serviceName"]), None)
+    if svc is None or svc["spec"].get("clusterIP") != "None":
+        fail(f"{where}: serviceName {sts['spec']['serviceName']} is not a headless Service in the render")
+    if svc["spec"]["selector"] != sts["spec"]["selector"]["matchLabels"]:
+        fail(f"{where}: the headless Service selects other pods")
+    return (f"StatefulSet site x{sts['spec']['replicas']} = the Deployment's pod, claim rendition-data "
+            f"{claim['spec']['resources']['requests']['storage']} at {conf['data_dir']}, headless {svc['metadata']['name']}")
+
+
+def check_persistent_envoy() -> str:
+    return check_persistent(render_overlay("envoy/k8s/envoy-persistent"), render_overlay("envoy/k8s/envoy"),
+                            "envoy/k8s/envoy-persistent")
+
+
+def check_persistent_istio_doc() -> str:
+    """docs/deploy.md's overlay for Istio with the persistent store, rendered against this tree."""
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", doc, re.S)
+              if "kind: Kustomization" in b and "envoy/k8s/persistent" in b]
+    if len(blocks) != 1:
+        fail(f"docs/deploy.md: want one yaml Kustomization block with envoy/k8s/persistent, found {len(blocks)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(ROOT / "envoy", Path(tmp) / "envoy", ignore=shutil.ignore_patterns("*.wasm"))
+        shutil.copy(WASM, Path(tmp) / "envoy" / "k8s" / "base" / "rendition_filter.wasm")
+        overlay = Path(tmp) / "site-istio-persistent"
+        overlay.mkdir()
+        (overlay / "kustomization.yaml").write_text(blocks[0])
+        r = subprocess.run([str(KUBECTL), "kustomize", str(overlay)], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        fail(f"kubectl kustomize: {r.stderr.strip()}")
+    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    errs = istio_errors([d for d in docs if is_istio(d)])
+    if errs:
+        fail("; ".join(errs))
+    return check_persistent(docs, render_overlay("envoy/istio"), "docs/deploy.md Istio + persistent")
+
+
+def check_sidecar_readiness() -> str:
+    """The decision, in the manifests and both docs: the sidecar has a liveness probe and no
+    readiness probe (a sick optimizer must not take the site out of its Service)."""
+    dep = one("Deployment", "site", BASE_DEPLOYMENT)
+    rc = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "rendition")
+    if "readinessProbe" in rc or "livenessProbe" not in rc:
+        fail("the rendition container must have a livenessProbe and no readinessProbe")
+    said = "no readiness probe on the sidecar"
+    for doc in ("docs/operations.md", "docs/deploy.md"):
+        text = " ".join((ROOT / doc).read_text().split())
+        if said not in text:
+            fail(f"{doc} does not say `{said}`")
+        if re.search(r"/healthz[^.]*\bfor (liveness and )?readiness\b", text):
+            fail(f"{doc} still advises /healthz for readiness")
+    return "liveness only, in the Deployment, docs/operations.md and docs/deploy.md"
 
 
 # ------------------------------------------------------------------------------ Dockerfiles
@@ -1039,13 +1289,18 @@ def check_sidecar_dockerfile() -> str:
     bin_name = cargo["bin"][0]["name"]
     pkg = cargo["package"]["name"]
     runs = " ".join(a for i, a in ins if i == "RUN")
-    if f"cargo build --release --locked -p {pkg}" not in runs:
-        fail(f"no `cargo build --release --locked -p {pkg}`")
-    if f"target/release/{bin_name} " not in runs:
-        fail(f"the build does not take target/release/{bin_name} ([[bin]] name in sidecar/Cargo.toml)")
+    # The build stage runs scripts/build-sidecar.sh (tests/deploy/check_dockerfiles.py runs
+    # the same script outside Docker): release by default, this package, this binary.
+    if "scripts/build-sidecar.sh /out" not in runs:
+        fail("the build stage does not run `scripts/build-sidecar.sh /out`")
+    script = (ROOT / "scripts" / "build-sidecar.sh").read_text()
+    if "PROFILE=release" not in script or f'cargo build --locked --profile "$PROFILE" -p {pkg}' not in script:
+        fail(f"scripts/build-sidecar.sh does not build {pkg} with --locked, release by default")
+    if f'"$OUT/{bin_name}"' not in script or f"/{bin_name}\"" not in script:
+        fail(f"scripts/build-sidecar.sh does not install the binary {bin_name} ([[bin]] name in sidecar/Cargo.toml)")
     copies = [a for i, a in ins if i == "COPY" and a.startswith(f"--from={stage}")]
-    if not copies or not copies[0].endswith(f"/usr/local/bin/{bin_name}"):
-        fail(f"runtime stage does not install /usr/local/bin/{bin_name}")
+    if not copies or copies[0].split()[-2] != f"/out/{bin_name}" or not copies[0].endswith(f"/usr/local/bin/{bin_name}"):
+        fail(f"runtime stage does not install /out/{bin_name} as /usr/local/bin/{bin_name}")
     entry = json.loads(next(a for i, a in ins if i == "ENTRYPOINT"))
     if entry[:2] != [bin_name, "serve"]:
         fail(f"ENTRYPOINT {entry} is not [{bin_name!r}, 'serve']")
@@ -1108,6 +1363,11 @@ def main() -> int:
           lambda: check_overlay("envoy/k8s/envoy", {"Deployment", "Service", "ConfigMap", "NetworkPolicy"}))
     check("k8s: overlay envoy/istio renders and validates",
           lambda: check_overlay("envoy/istio", {"Deployment", "Service", "ConfigMap", "EnvoyFilter"}))
+    check("k8s: the documented `kubectl apply` works (server-side)", check_apply_as_documented)
+    check("k8s: client-side apply of the module ConfigMap is refused", check_apply_check_catches_client_side)
+    check("k8s: overlay envoy/k8s/envoy-persistent (StatefulSet, a PVC per pod)", check_persistent_envoy)
+    check("k8s: Istio with the persistent store (docs/deploy.md)", check_persistent_istio_doc)
+    check("k8s: sidecar readiness, one decision everywhere", check_sidecar_readiness)
     check("k8s: plain-Envoy pod wiring", check_envoy_overlay_wiring)
     check("k8s: Istio pod wiring", check_istio_overlay_wiring)
     check("istio: WasmPlugin/EnvoyFilter against the CRD schemas", check_istio_schema)
@@ -1123,6 +1383,7 @@ def main() -> int:
     check("sidecar: real sidecar accepts the ConfigMap's config", check_sidecar_accepts_configmap)
     check("sidecar: the liveness probe works", check_probe_against_sidecar)
     check("live: WasmPlugin form shares the index only with vm_id \"\"", check_wasmplugin_vm_id)
+    check("grafana: the dashboard's metrics exist (live sidecar and Envoy)", check_dashboard)
     check("sidecar: stops cleanly", check_sidecar_stops_cleanly)
     check("sidecar: a bad key is refused", check_sidecar_refuses_bad_key)
     check("docker: sidecar/Dockerfile", check_sidecar_dockerfile)

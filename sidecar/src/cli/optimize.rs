@@ -1,8 +1,11 @@
-//! `rendition optimize INPUT... --out DIR [--json FILE]`: the sidecar's pipeline on files or
-//! folders. Writes `DIR/<source stem>/<mask as 0xNN>.<ext>` for every slot stored (slots that
-//! share one encode are hard links to one file) and a JSON report of every variant, and of
-//! what was skipped or dropped and why.
+//! `rendition optimize INPUT... --out DIR [--json FILE] [--jobs N]`: the sidecar's pipeline on
+//! files or folders (searched recursively). Writes `DIR/<source's relative path>/<mask as
+//! 0xNN>.<ext>` for every slot stored (`DIR/img/a.jpg/0x12.avif`; slots that share one encode
+//! are hard links to one file; names: `super::inputs`) and a JSON report of every variant, and
+//! of what was skipped or dropped and why. Exits 1 when any input was refused, 2 on a usage
+//! error (no images, colliding output names).
 
+use super::inputs;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rendition_shared::{full_matrix_order, ViewportWidths};
@@ -15,12 +18,16 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct OptimizeArgs {
-    /// Image files or folders (searched one level deep for .jpg/.jpeg/.png/.gif/.webp).
+    /// Image files or folders (searched recursively for .jpg/.jpeg/.png/.gif/.webp).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Output folder.
-    #[arg(long)]
+    /// Output folder: each source's variants go to DIR/<its path relative to the folder
+    /// named>/ (a file named directly: DIR/<its file name>/).
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Images optimized at once; 0 is one per core. Each holds its decoded pixels.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    jobs: usize,
     /// Also write the JSON report here (it is always printed to stdout with --json -).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -86,7 +93,7 @@ pub struct SkipReport {
 }
 
 pub fn run(args: &OptimizeArgs) -> ExitCode {
-    let files = match collect(&args.inputs) {
+    let files = match inputs::collect(&args.inputs) {
         Ok(f) if !f.is_empty() => f,
         Ok(_) => {
             eprintln!("rendition optimize: no images found in the inputs");
@@ -118,12 +125,15 @@ pub fn run(args: &OptimizeArgs) -> ExitCode {
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut reports = Vec::new();
-    for file in &files {
-        bar.set_message(file.display().to_string());
-        reports.push(optimize_file(file, &args.out, &encoders));
-        bar.inc(1);
-    }
+    let reports = inputs::run_jobs(
+        args.jobs,
+        &files,
+        |input| optimize_file(&input.path, &args.out.join(&input.name), &encoders),
+        |input| {
+            bar.set_message(input.path.display().to_string());
+            bar.inc(1);
+        },
+    );
     bar.finish_and_clear();
     let json = match serde_json::to_string_pretty(&reports) {
         Ok(j) => j,
@@ -157,35 +167,19 @@ pub fn run(args: &OptimizeArgs) -> ExitCode {
             ),
         }
     }
+    let refused = reports.iter().filter(|r| r.refused.is_some()).count();
+    if refused > 0 {
+        eprintln!(
+            "rendition optimize: {refused} of {} inputs refused",
+            reports.len()
+        );
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
 }
 
-fn collect(inputs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(input)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        matches!(
-                            e.to_ascii_lowercase().as_str(),
-                            "jpg" | "jpeg" | "png" | "gif" | "webp"
-                        )
-                    })
-                })
-                .collect();
-            entries.sort();
-            files.extend(entries);
-        } else {
-            files.push(input.clone());
-        }
-    }
-    Ok(files)
-}
-
-/// Runs the whole matrix for one file and writes its variants.
-pub fn optimize_file(file: &Path, out: &Path, encoders: &Encoders<'_>) -> SourceReport {
+/// Runs the whole matrix for one file and writes its variants into `dir`.
+pub fn optimize_file(file: &Path, dir: &Path, encoders: &Encoders<'_>) -> SourceReport {
     let mut report = SourceReport {
         source: file.display().to_string(),
         format: None,
@@ -220,9 +214,7 @@ pub fn optimize_file(file: &Path, out: &Path, encoders: &Encoders<'_>) -> Source
     report.class = Some(prepared.class.name());
     report.jpeg_quality = prepared.jpeg_quality;
     report.notes = prepared.notes.clone();
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
-    let dir = out.join(stem);
-    if let Err(e) = std::fs::create_dir_all(&dir) {
+    if let Err(e) = std::fs::create_dir_all(dir) {
         report.refused = Some(format!("{}: {e}", dir.display()));
         return report;
     }

@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rendition_shared::bucket::PurgeScope;
 use rendition_shared::{KeyId, SourceKey};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -177,14 +177,38 @@ async fn report_source(State(w): State<Arc<AppState>>, Path(key): Path<String>) 
     }
 }
 
-/// `{"host": "...", "path": "/..."}` purges one source; `{"prefix": "host/path"}` every source
-/// whose canonical key starts with it.
-#[derive(Deserialize)]
+/// The body of `POST /purge`: `{"host": "...", "path": "/..."}` purges one source;
+/// `{"prefix": "host/path"}` every source whose canonical key starts with it. `rendition
+/// purge` sends this same type.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct Purge {
+pub struct Purge {
+    #[serde(skip_serializing_if = "Option::is_none")]
     host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     prefix: Option<String>,
+}
+
+impl Purge {
+    /// One source: the request's Host and its path with the query.
+    pub fn source(host: String, path: String) -> Purge {
+        Purge {
+            host: Some(host),
+            path: Some(path),
+            prefix: None,
+        }
+    }
+
+    /// Every source whose canonical key (host, then path) starts with `prefix`.
+    pub fn prefix(prefix: String) -> Purge {
+        Purge {
+            host: None,
+            path: None,
+            prefix: Some(prefix),
+        }
+    }
 }
 
 async fn purge(

@@ -6,7 +6,8 @@
 //! * [`share`]: the worker's use of the shared tier (copy, lease, upload, purge log).
 //! * [`revalidate`], [`gate`], [`sweep`]: freshness and revalidation, and the record sweep.
 //! * [`routes`]: the public routes (the filter, Envoy, orchestrators); [`admin`]: the
-//!   operators' routes behind one guard; [`report`]: the report page; [`stats`]: counters.
+//!   operators' routes behind one guard; [`report`]: the report page; [`stats`]: counters,
+//!   with [`histogram`]: latency histograms and the per-format series.
 //!
 //! `app(state)` builds the router, so tests drive it without a port; [`serve`] binds it with
 //! graceful shutdown.
@@ -14,6 +15,7 @@
 pub mod admin;
 pub mod api_error;
 pub mod gate;
+pub mod histogram;
 pub mod ledger;
 pub mod queue;
 pub mod report;

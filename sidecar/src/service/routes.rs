@@ -10,6 +10,7 @@
 //! | `GET /healthz`        | orchestrators                | liveness + store check                 |
 
 use super::api_error::ApiError;
+use super::histogram::Format;
 use super::queue::{Job, Submitted};
 use super::revalidate;
 use super::state::AppState;
@@ -28,7 +29,7 @@ use rendition_shared::wire::{
 use rendition_shared::{CapabilityMask, KeyId, SourceKey};
 use serde::Deserialize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Request headers the variants vary on (the filter sets the precise list per request).
 pub const VARY: &str = "Accept, Save-Data, Sec-CH-DPR, DPR, Sec-CH-Viewport-Width, Viewport-Width, Sec-CH-UA-Mobile, User-Agent";
@@ -211,6 +212,7 @@ async fn serve_variant(
     mask: CapabilityMask,
     headers: &HeaderMap,
 ) -> Response {
+    let started = Instant::now();
     let not_found = || ApiError(StatusCode::NOT_FOUND, "no such variant").into_response();
     let mut served = match find_variant(&w, id, mask, false).await {
         Ok(Some(v)) => v,
@@ -257,6 +259,7 @@ async fn serve_variant(
     }
     let v = &served.variant;
     let source = &served.source;
+    let format = Format::of_content_type(&v.meta.content_type);
     let etag = format!("\"{:08x}\"", v.crc);
     let mut builder = Response::builder()
         .header(header::ETAG, &etag)
@@ -281,6 +284,9 @@ async fn serve_variant(
         .and_then(|h| h.to_str().ok())
         .is_some_and(|inm| if_none_match_hits(inm, &etag))
     {
+        if let Some(f) = format {
+            w.stats.served(f, 0, 0, started.elapsed());
+        }
         return builder
             .status(StatusCode::NOT_MODIFIED)
             .body(Body::empty())
@@ -288,6 +294,13 @@ async fn serve_variant(
     }
     w.stats.add(&w.stats.variants_served, 1);
     w.stats.add(&w.stats.bytes_served, v.bytes.len() as u64);
+    if let Some(f) = format {
+        // Variants are stored only when smaller than their source; a record that does not
+        // know its source's size (0) claims no saving.
+        let sent = v.bytes.len() as u64;
+        w.stats
+            .served(f, sent, source.source_bytes.max(sent), started.elapsed());
+    }
     builder = builder
         .header(header::CONTENT_TYPE, v.meta.content_type.as_str())
         .header(header::CONTENT_LENGTH, v.bytes.len());

@@ -1,15 +1,40 @@
 //! Counters (names and meanings in docs/operations.md), served as JSON (`/stats`) and
-//! Prometheus text (`/metrics`).
+//! Prometheus text (`/metrics`), plus what shows the value: variant bytes against the bytes of
+//! their originals per format, and the serve and encode latency histograms.
 
+use super::histogram::{Format, Histogram, PerFormat, ENCODE_BOUNDS, SERVE_BOUNDS};
 use serde_json::{json, Map, Value};
+use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 macro_rules! counters {
     ($($name:ident: $help:literal),* $(,)?) => {
         /// Process-wide counters (monotonic since start).
-        #[derive(Debug, Default)]
+        #[derive(Debug)]
         pub struct Stats {
             $(#[doc = $help] pub $name: AtomicU64,)*
+            /// Variant payload bytes sent with a body, per format.
+            pub served_bytes: PerFormat<AtomicU64>,
+            /// The bytes of the originals those variants stand in for, per format: what the
+            /// origin would have sent. 1 - served / original is the saving.
+            pub served_original_bytes: PerFormat<AtomicU64>,
+            /// Variant answers (200 and 304), request to response, per format.
+            pub serve_seconds: PerFormat<Histogram>,
+            /// Encode and verify time of each stored variant, per format.
+            pub encode_seconds: PerFormat<Histogram>,
+        }
+
+        impl Default for Stats {
+            fn default() -> Self {
+                Stats {
+                    $($name: AtomicU64::new(0),)*
+                    served_bytes: PerFormat::default(),
+                    served_original_bytes: PerFormat::default(),
+                    serve_seconds: PerFormat::new(|| Histogram::new(SERVE_BOUNDS)),
+                    encode_seconds: PerFormat::new(|| Histogram::new(ENCODE_BOUNDS)),
+                }
+            }
         }
 
         impl Stats {
@@ -70,9 +95,41 @@ impl Stats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// A variant answer: `sent` bytes of a variant (0 for a 304) standing in for an original
+    /// of `original` bytes, answered in `took`.
+    pub fn served(&self, format: Format, sent: u64, original: u64, took: Duration) {
+        self.serve_seconds.get(format).observe(took);
+        if sent > 0 {
+            self.served_bytes.add(format, sent);
+            self.served_original_bytes.add(format, original);
+        }
+    }
+
+    /// A variant stored after `took` of encoding and verification.
+    pub fn encoded(&self, format: Format, took: Duration) {
+        self.encode_seconds.get(format).observe(took);
+    }
+
+    /// Per format: answers, variant bytes sent and the bytes of their originals (`/stats`).
+    fn by_format(&self) -> Value {
+        let mut map = Map::new();
+        for (f, h) in self.serve_seconds.iter() {
+            map.insert(
+                f.name().to_owned(),
+                json!({
+                    "responses": h.count(),
+                    "served_bytes": self.served_bytes.load(f),
+                    "original_bytes": self.served_original_bytes.load(f),
+                    "encoded": self.encode_seconds.get(f).count(),
+                }),
+            );
+        }
+        Value::Object(map)
+    }
+
     /// The JSON served by `/stats`: every counter at the top level (these and `more`, the
-    /// shared tier's), plus `by_type.images.us` (the image time by resource type) and the
-    /// given gauges.
+    /// shared tier's), plus `by_type.images.us` (the image time by resource type),
+    /// `by_format` and the given gauges.
     pub fn to_json(&self, more: &[(&str, &str, u64)], gauges: &[(&str, u64)]) -> Value {
         let mut map = Map::new();
         for (name, _, value) in self.snapshot().into_iter().chain(more.iter().copied()) {
@@ -82,6 +139,7 @@ impl Stats {
             "by_type".to_owned(),
             json!({ "images": { "us": self.images_us.load(Ordering::Relaxed) } }),
         );
+        map.insert("by_format".to_owned(), self.by_format());
         for (name, value) in gauges {
             map.insert((*name).to_owned(), json!(value));
         }
@@ -100,6 +158,45 @@ impl Stats {
         }
         for (name, help, value) in gauges {
             out.push_str(&format!("# HELP rendition_{name} {help}\n# TYPE rendition_{name} gauge\nrendition_{name} {value}\n"));
+        }
+        for (name, help, values) in [
+            (
+                "rendition_served_bytes_total",
+                "Variant payload bytes served, by format.",
+                &self.served_bytes,
+            ),
+            (
+                "rendition_served_original_bytes_total",
+                "Bytes of the originals that the served variants replaced, by format (the saving is 1 - served_bytes / served_original_bytes).",
+                &self.served_original_bytes,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (f, v) in values.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{format=\"{}\"}} {}",
+                    f.name(),
+                    v.load(Ordering::Relaxed)
+                );
+            }
+        }
+        for (name, help, histograms) in [
+            (
+                "rendition_serve_seconds",
+                "Variant answers (200 and 304) from request to response, by format.",
+                &self.serve_seconds,
+            ),
+            (
+                "rendition_encode_seconds",
+                "Encode and verification time of each stored variant, by format.",
+                &self.encode_seconds,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (f, h) in histograms.iter() {
+                h.render(name, &format!("format=\"{}\"", f.name()), &mut out);
+            }
         }
         out
     }

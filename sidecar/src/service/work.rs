@@ -5,6 +5,7 @@
 //! * CPU work runs on the blocking pool, one source per worker, `workers` = cores by default.
 //! * Every store change is published to the feed at once, so the filters learn of it.
 
+use super::histogram::Format;
 use super::queue::{Job, JobReceiver};
 use super::revalidate;
 use super::share::{self, LeaseHold, Plan};
@@ -353,6 +354,7 @@ impl Worker {
             match o {
                 Outcome::Stored(v) => {
                     s.add(&s.variants_written, 1);
+                    s.encoded(Format::of_codec(v.encoded.codec), v.encode_time);
                     if v.slots.bits() & direct.bits() == 0 {
                         s.add(&s.proactive_variants_written, 1);
                     }
