@@ -5,7 +5,7 @@ use clap::Args;
 use rendition_sidecar::config::{Config, ConfigError};
 use rendition_sidecar::encode::avif;
 use rendition_sidecar::quality::{CodecDials, LearnedQuality};
-use rendition_sidecar::service::{self, sweep, work, AppState};
+use rendition_sidecar::service::{self, connections, sweep, work, AppState};
 use rendition_sidecar::store::Store;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +56,18 @@ pub struct ServeArgs {
     workers: Option<usize>,
     #[arg(long, env = "RENDITION_QUEUE_CAPACITY")]
     queue_capacity: Option<usize>,
+    /// From a request's first byte to the end of its headers.
+    #[arg(long, env = "RENDITION_HEADER_READ_TIMEOUT_MS")]
+    header_read_timeout_ms: Option<u64>,
+    /// A connection with no request in progress closes after this long without a byte.
+    #[arg(long, env = "RENDITION_IDLE_TIMEOUT_MS")]
+    idle_timeout_ms: Option<u64>,
+    /// Open connections at most (lowered to fit under the descriptor limit).
+    #[arg(long, env = "RENDITION_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// On SIGTERM, how long requests in progress may take before connections are dropped.
+    #[arg(long, env = "RENDITION_DRAIN_TIMEOUT_MS")]
+    drain_timeout_ms: Option<u64>,
     /// Generate the siblings of a requested slot from the same decode.
     #[arg(long)]
     proactive_image_variants: bool,
@@ -102,6 +114,10 @@ impl ServeArgs {
             desktop_width => variants.desktop_width,
             records_empty_ttl_secs => records.empty_ttl_secs,
             revalidate_min_interval_ms => freshness.revalidate_min_interval_ms,
+            header_read_timeout_ms => server.header_read_timeout_ms,
+            idle_timeout_ms => server.idle_timeout_ms,
+            max_connections => server.max_connections,
+            drain_timeout_ms => server.drain_timeout_ms,
         }
         if let Some(path) = &self.origin_ca_file {
             c.origins.ca_file = Some(path.clone());
@@ -161,7 +177,11 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    let result = runtime.block_on(serve(config));
+    // Encodes still running on the blocking pool are not waited for: the drain deadline is the
+    // promise, and the store is crash-safe (docs/RELIABILITY.md).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rendition serve: {e}");
@@ -174,6 +194,8 @@ async fn serve(config: Config) -> Result<(), String> {
     let store = Store::open(&config.data_dir, config.cache_size_bytes)
         .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
     let store = Arc::new(store);
+    let fd_limit = connections::raise_fd_limit(config.server.max_connections);
+    let limits = connections::ConnectionLimits::new(&config.server, fd_limit);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| {
@@ -188,6 +210,14 @@ async fn serve(config: Config) -> Result<(), String> {
         workers = config.workers(),
         proactive = config.variants.proactive_image_variants,
         "rendition sidecar ready"
+    );
+    tracing::info!(
+        max_open = limits.max_open,
+        fd_limit = fd_limit.map_or_else(|| "unlimited".to_owned(), |l| l.to_string()),
+        header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
+        idle_timeout_ms = limits.idle_timeout.as_millis() as u64,
+        drain_timeout_ms = limits.drain_timeout.as_millis() as u64,
+        "connections"
     );
     let learned = config.learned_quality;
     let (state, rx) = AppState::new(config, Arc::clone(&store)).map_err(|e| e.to_string())?;
