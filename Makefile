@@ -71,7 +71,9 @@ test-wasm: wasm
 # suite (hits, formats, widths, Save-Data, DPR, forged headers, private responses, the sidecar
 # killed and restarted), the /report page in headless Chromium, the hostile corpus and the
 # security checks with the sidecar fetching over https (security over http too), and the
-# origin's caching contract (freshness, revalidation, no-transform, Vary, https, bounded records). Uses the debug sidecar
+# origin's caching contract (freshness, revalidation, no-transform, Vary, https, bounded records),
+# and hostile clients (idle and slow-header connection floods, SIGTERM with a half-sent
+# request). Uses the debug sidecar
 # `cargo test` already built (its dependencies are optimized), not a second build.
 test-e2e: test-host wasm
 	set -e; for v in examples/*/verify.sh; do RENDITION_BIN=$(CARGO_TARGET_DIR)/debug/rendition $$v; done
@@ -81,6 +83,7 @@ test-e2e: test-host wasm
 	python3 tests/e2e/security_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	RENDITION_E2E_HTTPS=1 python3 tests/e2e/security_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/e2e/freshness_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
+	python3 tests/e2e/connections_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/deploy/check_manifests.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/e2e/faults_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	RENDITION_LOAD_SECONDS=20 RENDITION_STORM_URLS=1000 python3 tests/e2e/load_e2e.py $(CARGO_TARGET_DIR)/debug/rendition

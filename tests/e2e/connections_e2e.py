@@ -4,15 +4,16 @@
     python3 tests/e2e/connections_e2e.py [path/to/rendition]
 
 The sidecar runs alone on 127.0.0.1 with a descriptor limit of 1024 (so its connection bound
-is 1024 - 256 = 768) and short timers from the environment: idle 3 s, header read 1 s, drain
+is 1024 - 256 = 768) and short timers from the environment: idle 5 s, header read 1 s, drain
 2 s. Then:
   1. thousands of idle TCP connections (no byte sent) and a few slow-header ones (a request
      head trickled a byte at a time, never finished);
   2. a normal request is answered while the flood is held (idle connections still open);
-  3. the flood is closed by the sidecar: the idle ones after the idle timeout (or evicted to
-     make room past the bound), the slow-header ones after the header read timeout even
-     though they keep sending; its descriptors come back to where they started, and it
-     answers again: recovery without help;
+  3. the flood is closed by the sidecar: the slow-header ones by the header read timeout even
+     though they keep sending (while idle ones are still open: the header timeout does not
+     wait for the idle one), the idle ones after the idle timeout (or evicted to make room
+     past the bound); its descriptors come back to where they started, and it answers
+     again: recovery without help;
   4. SIGTERM with a half-sent request and a long-poll in progress: the half-sent one is closed
      at once, the long-poll is dropped at the drain deadline, the process exits 0.
 
@@ -41,7 +42,7 @@ from harness import ROOT, Checks, free_port, wait_for  # noqa: E402
 IDLE = int(os.environ.get("RENDITION_CONN_IDLE", "3000"))  # how many idle connections
 SLOW = 5                      # slow-header connections
 SIDECAR_FDS = 1024            # the sidecar's RLIMIT_NOFILE (soft and hard)
-TIMERS = {"RENDITION_IDLE_TIMEOUT_MS": "3000", "RENDITION_HEADER_READ_TIMEOUT_MS": "1000",
+TIMERS = {"RENDITION_IDLE_TIMEOUT_MS": "5000", "RENDITION_HEADER_READ_TIMEOUT_MS": "1000",
           "RENDITION_DRAIN_TIMEOUT_MS": "2000"}
 
 check = Checks("connections_e2e")
@@ -183,6 +184,16 @@ def run(sidecar, port, idle, log_path):
     check(held < SIDECAR_FDS, f"the sidecar stays under its descriptor limit ({held} < {SIDECAR_FDS})")
 
     print("3. the sidecar closes the flood by itself")
+    try:
+        wait_for(lambda: all(closed_by_peer(s) for s in slow), 30, "slow-header connections closed")
+    except TimeoutError:
+        pass
+    idle_left = sum(not closed_by_peer(s) for s in flood)
+    slow_left = sum(not closed_by_peer(s) for s in slow)
+    print(f"   slow-header connections open: {slow_left}; idle ones still open then: {idle_left}")
+    check(slow_left == 0 and idle_left > 0,
+          f"slow heads closed by the header timeout before the idle timeout ({slow_left} slow open, "
+          f"{idle_left} idle still open)")
     try:
         wait_for(lambda: all(closed_by_peer(s) for s in flood + slow), 30, "every flood connection closed")
     except TimeoutError:

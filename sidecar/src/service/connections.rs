@@ -311,13 +311,19 @@ impl Conn {
     }
 
     /// Resolves when the connection must be closed: a timer ran out, or it was evicted.
+    ///
+    /// It looks again at least every header read timeout: a request head that starts while
+    /// it sleeps towards a later deadline (idle, or a request in progress) moves the
+    /// deadline earlier, and a look within a header timeout of the head's first byte still
+    /// comes before the head's deadline, so that deadline is kept to the tick.
     async fn expired(&self, limits: &ConnectionLimits) -> Closed {
         loop {
+            let now = Instant::now();
+            let next_look = now + limits.header_read_timeout;
             let wake = match self.deadline(limits) {
-                Some((at, why)) if at <= Instant::now() => return why,
-                Some((at, _)) => at,
-                // A request in progress: look again an idle timeout later.
-                None => Instant::now() + limits.idle_timeout,
+                Some((at, why)) if at <= now => return why,
+                Some((at, _)) => at.min(next_look),
+                None => next_look,
             };
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {}
@@ -592,6 +598,25 @@ mod tests {
         assert_eq!(c.deadline(&l), Some((idle, Closed::Idle)));
         tokio::time::advance(l.idle_timeout).await;
         assert_eq!(c.expired(&l).await, Closed::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_on_an_idle_connection_gets_the_header_timeout_not_the_idle_one() {
+        let c = Arc::new(Conn::new());
+        let l = limits();
+        let started = Instant::now();
+        let watcher = {
+            let c = Arc::clone(&c);
+            tokio::spawn(async move { (c.expired(&l).await, Instant::now()) })
+        };
+        // The watcher sleeps towards the idle deadline (60 s); a head starts at 15 s.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        c.bytes_read();
+        let (why, at) = watcher.await.unwrap();
+        assert_eq!(why, Closed::HeaderTimeout);
+        // 15 s + the 10 s header timeout (to the timer's millisecond), not the 60 s idle one.
+        let took = at - started;
+        assert!(took >= Duration::from_secs(25) && took < Duration::from_millis(25_010), "{took:?}");
     }
 
     #[tokio::test(start_paused = true)]
