@@ -78,7 +78,11 @@ fn extreme_aspect_ratios_are_never_distorted() {
     }
     assert_eq!(slot_size(m(0x09), 4000, 40, w), (4000, 40));
     let jobs = plan_encodes(&full_matrix_order(), 4000, 40, w);
-    assert_eq!(jobs.len(), 3 * 2 * 2, "two sizes per format and Save-Data setting");
+    assert_eq!(
+        jobs.len(),
+        3 * 2 * 2,
+        "two sizes per format and Save-Data setting"
+    );
     // Tall images: the width is the short side; a target width under MIN_SIDE is raised.
     assert_eq!(slot_size(m(0x01), 500, 65_000, w), (480, 62_400));
     let tiny = ViewportWidths { mobile: 4, ..w };
@@ -88,19 +92,31 @@ fn extreme_aspect_ratios_are_never_distorted() {
 #[test]
 fn every_resize_keeps_the_aspect_ratio_within_half_a_pixel() {
     let w = ViewportWidths::default();
-    let sides = [1, 2, 7, 15, 16, 17, 40, 100, 333, 479, 480, 481, 767, 1000, 4000, 65_535];
+    let sides = [
+        1, 2, 7, 15, 16, 17, 40, 100, 333, 479, 480, 481, 767, 1000, 4000, 65_535,
+    ];
     for &width in &sides {
         for &height in &sides {
             for slot in full_matrix_order() {
                 let (sw, sh) = slot_size(slot, width, height, w);
-                assert!(sw <= width && sh <= height, "{width}x{height} -> {sw}x{sh}: upscaled");
+                assert!(
+                    sw <= width && sh <= height,
+                    "{width}x{height} -> {sw}x{sh}: upscaled"
+                );
                 if (sw, sh) == (width, height) {
                     continue;
                 }
-                assert!(sw.min(sh) >= MIN_SIDE, "{width}x{height} -> {sw}x{sh}: too thin");
+                assert!(
+                    sw.min(sh) >= MIN_SIDE,
+                    "{width}x{height} -> {sw}x{sh}: too thin"
+                );
                 // |sh / sw - height / width| within half a pixel of height
-                let err = (u64::from(sh) * u64::from(width)).abs_diff(u64::from(height) * u64::from(sw));
-                assert!(2 * err <= u64::from(width), "{width}x{height} -> {sw}x{sh}: distorted");
+                let err =
+                    (u64::from(sh) * u64::from(width)).abs_diff(u64::from(height) * u64::from(sw));
+                assert!(
+                    2 * err <= u64::from(width),
+                    "{width}x{height} -> {sw}x{sh}: distorted"
+                );
             }
         }
     }

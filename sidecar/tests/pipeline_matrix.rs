@@ -4,6 +4,7 @@
 
 mod common;
 
+use image::RgbaImage;
 use rendition_shared::{
     full_matrix_order, slot_size, ImageFormat, SlotSet, ViewportWidths, MIN_SIDE,
 };
@@ -12,7 +13,6 @@ use rendition_sidecar::encode::Codec;
 use rendition_sidecar::image_types::{ContentClass, SourceFormat};
 use rendition_sidecar::pipeline::{self, Encoders, Outcome, Prepared};
 use rendition_sidecar::quality::CodecDials;
-use image::RgbaImage;
 
 fn run(bytes: &[u8]) -> (Prepared, Vec<Outcome>) {
     let prepared = pipeline::prepare(bytes, &Default::default()).unwrap();
@@ -258,18 +258,28 @@ fn animated_gif_keeps_its_loop_count_and_every_frame_time() {
 #[test]
 fn gray_images_with_a_gray_profile_are_colour_managed() {
     let (w, h) = (64u32, 48u32);
-    let gray: Vec<u8> = (0..w * h).map(|i| (20 + (i % w) * 2 + i / w) as u8).collect();
+    let gray: Vec<u8> = (0..w * h)
+        .map(|i| (20 + (i % w) * 2 + i / w) as u8)
+        .collect();
     let mean = |v: &mut dyn Iterator<Item = f64>| {
         let (sum, n) = v.fold((0.0, 0.0), |(s, n), x| (s + x, n + 1.0));
         sum / n
     };
     let srgb = |v: u8| {
         let l = f64::from(v) / 255.0;
-        255.0 * if l <= 0.003_130_8 { 12.92 * l } else { 1.055 * l.powf(1.0 / 2.4) - 0.055 }
+        255.0
+            * if l <= 0.003_130_8 {
+                12.92 * l
+            } else {
+                1.055 * l.powf(1.0 / 2.4) - 0.055
+            }
     };
     let want = mean(&mut gray.iter().map(|&v| srgb(v)));
     let untagged = mean(&mut gray.iter().map(|&v| f64::from(v)));
-    assert!(want - untagged > 40.0, "the profile must move the mean: {untagged} -> {want}");
+    assert!(
+        want - untagged > 40.0,
+        "the profile must move the mean: {untagged} -> {want}"
+    );
     let icc = common::linear_gray_profile();
     for (name, bytes, tolerance) in [
         ("png", common::gray_png_with_icc(&gray, w, h, &icc), 1.0),
@@ -278,7 +288,10 @@ fn gray_images_with_a_gray_profile_are_colour_managed() {
         let p = pipeline::prepare(&bytes, &Default::default()).unwrap();
         assert!(p.notes.is_empty(), "{name}: {:?}", p.notes);
         let px = p.image.data.chunks_exact(4);
-        assert!(px.clone().all(|c| c[0] == c[1] && c[1] == c[2]), "{name}: still grey");
+        assert!(
+            px.clone().all(|c| c[0] == c[1] && c[1] == c[2]),
+            "{name}: still grey"
+        );
         let got = mean(&mut px.map(|c| f64::from(c[0])));
         assert!(
             (got - want).abs() <= tolerance,
@@ -294,7 +307,12 @@ fn thin_strips_keep_their_shape() {
     // (check_matrix), and no resize leaves a side under MIN_SIDE px.
     for (w, h) in [(4000u32, 40u32), (2000, 8)] {
         let img = RgbaImage::from_fn(w, h, |x, y| {
-            image::Rgba([(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + y) % 256) as u8, 255])
+            image::Rgba([
+                (x * 255 / w) as u8,
+                (y * 255 / h) as u8,
+                ((x + y) % 256) as u8,
+                255,
+            ])
         });
         let (p, out) = run(&common::png(&img));
         check_matrix(&p, &out);
@@ -307,10 +325,17 @@ fn thin_strips_keep_their_shape() {
             }
         }
         sizes.sort_unstable();
-        let want = if h == 40 { vec![(1600, 16), (4000, 40)] } else { vec![(2000, 8)] };
+        let want = if h == 40 {
+            vec![(1600, 16), (4000, 40)]
+        } else {
+            vec![(2000, 8)]
+        };
         assert_eq!(sizes, want, "{w}x{h}");
         for (vw, vh) in sizes {
-            assert!((vw, vh) == (w, h) || vw.min(vh) >= MIN_SIDE, "{w}x{h} -> {vw}x{vh}");
+            assert!(
+                (vw, vh) == (w, h) || vw.min(vh) >= MIN_SIDE,
+                "{w}x{h} -> {vw}x{vh}"
+            );
         }
     }
 }

@@ -139,7 +139,12 @@ fn set_last_frame_end(webp: &mut [u8], end_ms: u64) -> Result<(), EncodeError> {
             let duration = webp
                 .get(at + 20..at + 23)
                 .ok_or_else(|| bad("ANMF chunk too short"))?;
-            let duration = u64::from(u32::from_le_bytes([duration[0], duration[1], duration[2], 0]));
+            let duration = u64::from(u32::from_le_bytes([
+                duration[0],
+                duration[1],
+                duration[2],
+                0,
+            ]));
             if let Some(previous) = last.replace((at + 20, duration)) {
                 before += previous.1;
             }

@@ -157,7 +157,10 @@ fn decode_with_image(bytes: &[u8], format: image::ImageFormat) -> Result<Decoded
     let icc = decoder.icc_profile().ok().flatten();
     let gray = matches!(
         decoder.color_type(),
-        image::ColorType::L8 | image::ColorType::La8 | image::ColorType::L16 | image::ColorType::La16
+        image::ColorType::L8
+            | image::ColorType::La8
+            | image::ColorType::L16
+            | image::ColorType::La16
     );
     let orientation = decoder
         .exif_metadata()

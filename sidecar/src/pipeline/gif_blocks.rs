@@ -157,7 +157,12 @@ mod tests {
 
     /// 8x8 screen, no colour table, then `body` and the trailer.
     fn gif(body: &[u8]) -> Vec<u8> {
-        [b"GIF89a\x08\x00\x08\x00\x00\x00\x00".as_slice(), body, b"\x3b"].concat()
+        [
+            b"GIF89a\x08\x00\x08\x00\x00\x00\x00".as_slice(),
+            body,
+            b"\x3b",
+        ]
+        .concat()
     }
 
     const FRAME_2X3: &[u8] = b"\x2c\0\0\0\0\x02\x00\x03\x00\x00\x02\x02\x44\x01\x00";
@@ -194,8 +199,14 @@ mod tests {
             [b"\x21\xff\x0bNETSCAPE2.0\x03\x01".as_slice(), &[lo, hi, 0]].concat()
         };
         assert_eq!(loop_count(&gif(FRAME_2X3)), None);
-        assert_eq!(loop_count(&gif(&[&netscape(0), FRAME_2X3].concat())), Some(0));
-        assert_eq!(loop_count(&gif(&[&netscape(3), FRAME_2X3].concat())), Some(3));
+        assert_eq!(
+            loop_count(&gif(&[&netscape(0), FRAME_2X3].concat())),
+            Some(0)
+        );
+        assert_eq!(
+            loop_count(&gif(&[&netscape(3), FRAME_2X3].concat())),
+            Some(3)
+        );
         // After the first frame, as some encoders write it.
         assert_eq!(
             loop_count(&gif(&[FRAME_2X3, &netscape(7), FRAME_2X3].concat())),
@@ -203,6 +214,9 @@ mod tests {
         );
         // Another application extension is not a loop count.
         let other = b"\x21\xff\x0bXMP DataXMP\x03\x01\x05\x00\x00";
-        assert_eq!(loop_count(&gif(&[other.as_slice(), FRAME_2X3].concat())), None);
+        assert_eq!(
+            loop_count(&gif(&[other.as_slice(), FRAME_2X3].concat())),
+            None
+        );
     }
 }

@@ -23,7 +23,7 @@
 //! wrapper around the socket) and from the router (requests handed to it and not yet answered,
 //! the response body included).
 
-use super::AppState;
+use super::state::AppState;
 use crate::config::ServerConfig;
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -377,7 +377,10 @@ impl Registry {
     }
 
     fn len(&self) -> usize {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -402,7 +405,10 @@ impl ConnectionTask {
             let mut router = router.clone();
             async move {
                 let response = router.call(req).await?;
-                Ok::<_, Infallible>(response.map(|body| CountedBody { body, _guard: guard }))
+                Ok::<_, Infallible>(response.map(|body| CountedBody {
+                    body,
+                    _guard: guard,
+                }))
             }
         });
         let io = TokioIo::new(CountedIo {
@@ -582,7 +588,10 @@ mod tests {
     async fn timers_follow_what_the_connection_does() {
         let c = Conn::new();
         let l = limits();
-        assert_eq!(c.deadline(&l), Some((c.opened + l.idle_timeout, Closed::Idle)));
+        assert_eq!(
+            c.deadline(&l),
+            Some((c.opened + l.idle_timeout, Closed::Idle))
+        );
         tokio::time::advance(Duration::from_secs(5)).await;
         c.bytes_read(); // the first byte of a request
         let head = c.opened + Duration::from_secs(5) + l.header_read_timeout;
@@ -616,7 +625,10 @@ mod tests {
         assert_eq!(why, Closed::HeaderTimeout);
         // 15 s + the 10 s header timeout (to the timer's millisecond), not the 60 s idle one.
         let took = at - started;
-        assert!(took >= Duration::from_secs(25) && took < Duration::from_millis(25_010), "{took:?}");
+        assert!(
+            took >= Duration::from_secs(25) && took < Duration::from_millis(25_010),
+            "{took:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -628,12 +640,21 @@ mod tests {
             Arc::new(Conn::new()),
             Arc::new(Conn::new()),
         );
-        assert!(matches!(r.admit(&a, 2), Admission::Admitted { evicted: false, .. }));
+        assert!(matches!(
+            r.admit(&a, 2),
+            Admission::Admitted { evicted: false, .. }
+        ));
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(matches!(r.admit(&b, 2), Admission::Admitted { evicted: false, .. }));
+        assert!(matches!(
+            r.admit(&b, 2),
+            Admission::Admitted { evicted: false, .. }
+        ));
         tokio::time::advance(Duration::from_secs(1)).await;
         a.bytes_written(); // a was active more recently than b
-        assert!(matches!(r.admit(&c, 2), Admission::Admitted { evicted: true, .. }));
+        assert!(matches!(
+            r.admit(&c, 2),
+            Admission::Admitted { evicted: true, .. }
+        ));
         assert_eq!(r.len(), 2);
         assert_eq!(b.expired(&limits()).await, Closed::Evicted);
         // Every open connection busy: the new one is refused.

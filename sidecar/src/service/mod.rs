@@ -46,8 +46,7 @@ pub async fn serve_until(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let limits =
-        connections::ConnectionLimits::new(&state.config.server, connections::fd_limit());
+    let limits = connections::ConnectionLimits::new(&state.config.server, connections::fd_limit());
     let router = app(Arc::clone(&state));
     connections::serve(state, router, listener, limits, shutdown).await
 }
