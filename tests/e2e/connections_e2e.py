@@ -109,17 +109,15 @@ def flood_connect(port, n, batch=100):
     last from its accept queue. All at once, the kernel's queues overflow and some connections
     exist only on the client's side (a SYN cookie whose ACK met a full accept queue is dropped
     without a trace): the sidecar could never close those. A sidecar that stops accepting (the
-    build before the fix, out of descriptors) leaves the queue full: then the rest are made
-    without waiting."""
-    socks, waiting = [], True
+    build before the fix, out of descriptors) leaves its queue full: the flood stops there."""
+    socks = []
     while len(socks) < n:
         socks += connect_all(port, min(batch, n - len(socks)))
-        if waiting:
-            try:
-                wait_for(lambda: accept_queue(port) == 0, 10, "the sidecar accepts the flood")
-            except TimeoutError:
-                print(f"   the sidecar stopped accepting at {len(socks)} connections")
-                waiting = False
+        try:
+            wait_for(lambda: accept_queue(port) == 0, 10, "the sidecar accepts the flood")
+        except TimeoutError:
+            print(f"   the sidecar stopped accepting: {len(socks)} connections made, the last ones queued")
+            break
     return socks
 
 
