@@ -77,7 +77,8 @@ test-wasm: wasm
 # killed and restarted), the /report page in headless Chromium, the hostile corpus and the
 # security checks with the sidecar fetching over https (security over http too), and the
 # origin's caching contract (freshness, revalidation, no-transform, Vary, https, bounded records),
-# the shared tier across pods on a real SeaweedFS. Uses the debug sidecar
+# the shared tier across pods on a real SeaweedFS, and hostile clients (idle and slow-header
+# connection floods, SIGTERM with a half-sent request). Uses the debug sidecar
 # `cargo test` already built (its dependencies are optimized), not a second build.
 test-e2e: setup-test test-host wasm
 	set -e; for v in examples/*/verify.sh; do RENDITION_BIN=$(CARGO_TARGET_DIR)/debug/rendition $$v; done
@@ -88,6 +89,7 @@ test-e2e: setup-test test-host wasm
 	RENDITION_E2E_HTTPS=1 python3 tests/e2e/security_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/e2e/freshness_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/e2e/fleet_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
+	python3 tests/e2e/connections_e2e.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/deploy/check_manifests.py $(CARGO_TARGET_DIR)/debug/rendition
 	python3 tests/deploy/check_dockerfiles.py
 	python3 tests/e2e/faults_e2e.py $(CARGO_TARGET_DIR)/debug/rendition

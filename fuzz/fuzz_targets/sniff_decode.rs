@@ -112,7 +112,8 @@ fn run(data: &[u8]) {
         image.data.len(),
         image.width as usize * image.height as usize * 4
     );
-    if let Some(frames) = &decoded.frames {
+    if let Some(animation) = &decoded.frames {
+        let frames = &animation.frames;
         assert!(
             frames.len() > 1 && frames.len() as u32 <= probe.frames,
             "{} frames, probe {probe:?}",

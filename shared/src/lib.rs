@@ -50,7 +50,7 @@ pub use key::{canonical_host, KeyError, KeyId, SourceKey};
 pub use mask::{CapabilityMask, Density, ImageFormat, MaskError, TransferEncoding, Viewport};
 pub use matrix::{
     full_matrix_order, generation_order, plan_encodes, slot_size, EncodeJob, ProactiveFlags,
-    SlotSet, ViewportWidths, SVG_SLOT,
+    SlotSet, ViewportWidths, MIN_SIDE, SVG_SLOT,
 };
 pub use record::{
     FeedPage, IndexEntry, IndexRecord, RecordError, ENTRY_LEN, FEED_HEADER_LEN, RECORD_LEN,

@@ -162,9 +162,15 @@ impl ViewportWidths {
     }
 }
 
+/// The shortest side a resize may produce. Rounding a side of `n` px moves the aspect ratio by
+/// up to `1/(2n)`: 3% at 16 px, 50% at 1 px (a 65000x8 strip at 480 px wide would be 480x1).
+pub const MIN_SIDE: u32 = 16;
+
 /// Output size of a slot for a `width` x `height` source: the viewport's target width times
-/// the density, never wider than the source (no upscaling), aspect ratio kept, each side at
-/// least 1 px. SVG keeps the source size (it scales by itself).
+/// the density, never wider than the source (no upscaling), aspect ratio kept. A target width
+/// that would make a side shorter than [`MIN_SIDE`] is raised to the narrowest width that
+/// keeps both sides at least that long; a source already shorter than that is not resized.
+/// SVG keeps the source size (it scales by itself).
 pub fn slot_size(
     slot: CapabilityMask,
     width: u32,
@@ -172,16 +178,20 @@ pub fn slot_size(
     widths: ViewportWidths,
 ) -> (u32, u32) {
     let target = widths.for_viewport(slot.viewport());
-    if slot.format() == ImageFormat::Svg || target == 0 || width == 0 {
+    if slot.format() == ImageFormat::Svg || target == 0 || width == 0 || height == 0 {
         return (width, height);
     }
-    let wanted = u64::from(target) * u64::from(slot.density().factor());
-    if wanted >= u64::from(width) {
+    let (w, h) = (u64::from(width), u64::from(height));
+    let min = u64::from(MIN_SIDE);
+    // The narrowest width whose height, rounded, is still MIN_SIDE px: ceil(min * w / h).
+    let narrowest = min.max((min * w).div_ceil(h));
+    let wanted = (u64::from(target) * u64::from(slot.density().factor())).max(narrowest);
+    if wanted >= w {
         return (width, height);
     }
     // Round half up, in integers so host and wasm agree to the pixel.
-    let h = (u64::from(height) * wanted + u64::from(width) / 2) / u64::from(width);
-    (wanted as u32, h.max(1) as u32)
+    let new_h = (h * wanted + w / 2) / w;
+    (wanted as u32, new_h as u32)
 }
 
 /// One encode that serves every slot in `slots`: same format, Save-Data and pixel size.

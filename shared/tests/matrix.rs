@@ -4,7 +4,7 @@
 
 use rendition_shared::{
     full_matrix_order, generation_order, plan_encodes, slot_size, CapabilityMask, Density,
-    ImageFormat, ProactiveFlags, SlotSet, Viewport, ViewportWidths, SVG_SLOT,
+    ImageFormat, ProactiveFlags, SlotSet, Viewport, ViewportWidths, MIN_SIDE, SVG_SLOT,
 };
 
 fn m(bits: u32) -> CapabilityMask {
@@ -52,10 +52,6 @@ fn never_upscale_and_round_heights() {
     let w = ViewportWidths::default();
     assert_eq!(slot_size(m(0x01), 300, 200, w), (300, 200));
     assert_eq!(slot_size(m(0x11), 600, 401, w), (600, 401));
-    // 1001x3 -> 480 wide: 3*480/1001 = 1.44 -> 1
-    assert_eq!(slot_size(m(0x01), 1001, 3, w), (480, 1));
-    // a 1-pixel-high strip never goes to 0 px
-    assert_eq!(slot_size(m(0x01), 10_000, 1, w), (480, 1));
     // 0 means "do not resize"
     let no_mobile = ViewportWidths { mobile: 0, ..w };
     assert_eq!(slot_size(m(0x01), 4000, 3000, no_mobile), (4000, 3000));
@@ -63,6 +59,67 @@ fn never_upscale_and_round_heights() {
     let desktop = ViewportWidths { desktop: 1920, ..w };
     assert_eq!(slot_size(m(0x08), 4000, 3000, desktop), (1920, 1440));
     assert_eq!(slot_size(m(0x18), 4000, 3000, desktop), (3840, 2880));
+}
+
+#[test]
+fn extreme_aspect_ratios_are_never_distorted() {
+    let w = ViewportWidths::default();
+    // Shorter than MIN_SIDE already: not resized at any width (it was 480x1 at mobile 1x,
+    // 60x squashed).
+    for slot in [0x01, 0x11, 0x05, 0x15, 0x09] {
+        assert_eq!(slot_size(m(slot), 65_000, 8, w), (65_000, 8), "{slot:#x}");
+        assert_eq!(slot_size(m(slot), 1001, 3, w), (1001, 3), "{slot:#x}");
+        assert_eq!(slot_size(m(slot), 10_000, 1, w), (10_000, 1), "{slot:#x}");
+    }
+    // 4000x40: 480 wide would be 4.8 px high; the narrowest width keeping 16 px is 1600,
+    // which the mobile and tablet slots (1x and 2x) share, one encode.
+    for slot in [0x01, 0x11, 0x05, 0x15] {
+        assert_eq!(slot_size(m(slot), 4000, 40, w), (1600, 16), "{slot:#x}");
+    }
+    assert_eq!(slot_size(m(0x09), 4000, 40, w), (4000, 40));
+    let jobs = plan_encodes(&full_matrix_order(), 4000, 40, w);
+    assert_eq!(
+        jobs.len(),
+        3 * 2 * 2,
+        "two sizes per format and Save-Data setting"
+    );
+    // Tall images: the width is the short side; a target width under MIN_SIDE is raised.
+    assert_eq!(slot_size(m(0x01), 500, 65_000, w), (480, 62_400));
+    let tiny = ViewportWidths { mobile: 4, ..w };
+    assert_eq!(slot_size(m(0x01), 400, 400, tiny), (MIN_SIDE, MIN_SIDE));
+}
+
+#[test]
+fn every_resize_keeps_the_aspect_ratio_within_half_a_pixel() {
+    let w = ViewportWidths::default();
+    let sides = [
+        1, 2, 7, 15, 16, 17, 40, 100, 333, 479, 480, 481, 767, 1000, 4000, 65_535,
+    ];
+    for &width in &sides {
+        for &height in &sides {
+            for slot in full_matrix_order() {
+                let (sw, sh) = slot_size(slot, width, height, w);
+                assert!(
+                    sw <= width && sh <= height,
+                    "{width}x{height} -> {sw}x{sh}: upscaled"
+                );
+                if (sw, sh) == (width, height) {
+                    continue;
+                }
+                assert!(
+                    sw.min(sh) >= MIN_SIDE,
+                    "{width}x{height} -> {sw}x{sh}: too thin"
+                );
+                // |sh / sw - height / width| within half a pixel of height
+                let err =
+                    (u64::from(sh) * u64::from(width)).abs_diff(u64::from(height) * u64::from(sw));
+                assert!(
+                    2 * err <= u64::from(width),
+                    "{width}x{height} -> {sw}x{sh}: distorted"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -33,6 +33,7 @@ pub struct Config {
     pub freshness: FreshnessConfig,
     pub records: RecordsConfig,
     pub shared_store: SharedStoreConfig,
+    pub server: ServerConfig,
 }
 
 impl Default for Config {
@@ -52,6 +53,7 @@ impl Default for Config {
             freshness: FreshnessConfig::default(),
             records: RecordsConfig::default(),
             shared_store: SharedStoreConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -269,6 +271,34 @@ impl Default for FreshnessConfig {
             revalidate_min_interval_ms: 1_000,
             revalidate_retry_after_ms: 10_000,
             revalidations_in_flight: 16,
+        }
+    }
+}
+
+/// The HTTP listener's connection handling (`service::connections`, docs/operations.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// From the first byte of a request to the end of its headers; a connection slower than
+    /// this is closed.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in progress is closed after this long without a byte.
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; the bound is lowered further to stay under the process's
+    /// file descriptor limit.
+    pub max_connections: usize,
+    /// On SIGTERM/SIGINT, how long requests in progress may take to finish before the
+    /// remaining connections are dropped.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 4096,
+            drain_timeout_ms: 10_000,
         }
     }
 }
@@ -547,6 +577,17 @@ impl Config {
                 }
             }
         }
+        let s = &self.server;
+        for (key, value) in [
+            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+            ("server.max_connections", s.max_connections as u64),
+            ("server.drain_timeout_ms", s.drain_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(err(key, "must be greater than 0"));
+            }
+        }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err(err("admin_token", "must be at least 16 characters"));
         }
@@ -812,6 +853,23 @@ mod tests {
             "{e}"
         );
         loaded("[queue]\nworkers = 0").unwrap();
+    }
+
+    #[test]
+    fn server_section_is_read_and_checked() {
+        let c: Config =
+            toml::from_str("[server]\nidle_timeout_ms = 2000\nmax_connections = 10").unwrap();
+        assert_eq!(c.server.idle_timeout_ms, 2000);
+        assert_eq!(c.server.max_connections, 10);
+        assert_eq!(c.server.header_read_timeout_ms, 10_000);
+        c.validate().unwrap();
+        let zero: Config = toml::from_str("[server]\ndrain_timeout_ms = 0").unwrap();
+        assert_eq!(
+            zero.validate().unwrap_err().to_string(),
+            "config: server.drain_timeout_ms: must be greater than 0"
+        );
+        let e = toml::from_str::<Config>("[server]\nmax_connections = \"many\"").unwrap_err();
+        assert!(e.to_string().contains("max_connections"), "{e}");
     }
 
     #[test]

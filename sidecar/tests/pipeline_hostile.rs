@@ -116,6 +116,61 @@ fn gif_frame_count_is_exact() {
 }
 
 #[test]
+fn gif_frames_are_limited_by_their_sum_not_the_screen() {
+    // A 1x1 logical screen and 100 frames of 3500x3500 (12 MP each, under the 50 MP frame
+    // limit): the screen says 100 pixels in all, the frames 1.2 billion, which the decoder
+    // decoded one by one (minutes of CPU) before compositing each onto the one pixel.
+    let mut frame = gif::Frame::from_indexed_pixels(3500, 3500, vec![1u8; 3500 * 3500], None);
+    frame.make_lzw_pre_encoded();
+    let mut gif = Vec::new();
+    {
+        let mut enc = gif::Encoder::new(&mut gif, 1, 1, &[0, 0, 0, 255, 255, 255]).unwrap();
+        for _ in 0..100 {
+            enc.write_lzw_pre_encoded_frame(&frame).unwrap();
+        }
+    }
+    assert!(gif.len() < 2 << 20, "{} bytes", gif.len());
+    let r = refuse(&gif);
+    assert_eq!(
+        r,
+        Refusal::TooManyAnimationPixels {
+            frames: 100,
+            pixels: 1_225_000_000,
+            limit: 200_000_000
+        }
+    );
+    assert_eq!(
+        r.to_string(),
+        "100 frames of 1225000000 pixels in all, over the 200000000-pixel limit for an animation"
+    );
+    // The same frames on a screen of their size: the screen check says the same.
+    let screen = [&gif[..6], &[0xAC, 0x0D, 0xAC, 0x0D], &gif[10..]].concat();
+    assert!(matches!(
+        refuse(&screen),
+        Refusal::TooManyAnimationPixels { frames: 100, .. }
+    ));
+}
+
+#[test]
+fn arithmetic_coded_jpeg_is_unsupported_not_malformed() {
+    // SOF9 (sequential) and SOF10 (progressive) arithmetic coding: libjpeg as built here has
+    // no arithmetic decoder, and said "Sorry, arithmetic code decoding not supported".
+    // The frame header is all the refusal reads, so a relabelled baseline file stands in.
+    let jpeg = common::demo("rocket.jpg");
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0] || w == [0xFF, 0xC2])
+        .unwrap();
+    for marker in [0xC9, 0xCA] {
+        let mut arithmetic = jpeg.clone();
+        arithmetic[sof + 1] = marker;
+        let r = refuse(&arithmetic);
+        assert_eq!(r, Refusal::Unsupported("arithmetic coding"));
+        assert_eq!(r.to_string(), "unsupported: arithmetic coding");
+    }
+}
+
+#[test]
 fn png_icc_profile_bomb_is_refused_and_a_normal_profile_is_not() {
     use image::ImageEncoder;
     let png_with_icc = |icc: Vec<u8>| {

@@ -4,7 +4,10 @@
 
 mod common;
 
-use rendition_shared::{full_matrix_order, slot_size, ImageFormat, SlotSet, ViewportWidths};
+use image::RgbaImage;
+use rendition_shared::{
+    full_matrix_order, slot_size, ImageFormat, SlotSet, ViewportWidths, MIN_SIDE,
+};
 use rendition_sidecar::encode::avif::Libaom;
 use rendition_sidecar::encode::Codec;
 use rendition_sidecar::image_types::{ContentClass, SourceFormat};
@@ -192,7 +195,7 @@ fn grayscale_png_stays_gray() {
 #[test]
 fn animated_gif_becomes_animated_webp() {
     let (p, out) = run(&common::animated_gif());
-    assert_eq!(p.frames.as_ref().map(Vec::len), Some(3));
+    assert_eq!(p.frames.as_ref().map(|a| a.frames.len()), Some(3));
     let stored = check_matrix(&p, &out);
     for slot in stored.iter() {
         assert_eq!(
@@ -220,6 +223,121 @@ fn animated_gif_becomes_animated_webp() {
         3,
         "every frame kept"
     );
+}
+
+#[test]
+fn animated_gif_keeps_its_loop_count_and_every_frame_time() {
+    // 0 and 1 cs play as 100 ms in browsers; 2 cs (20 ms) is the shortest kept as is; the
+    // last frame's time too (it was the average of the others, and 0-1 cs became 20 ms).
+    let delays_cs = [0, 1, 2, 7, 13];
+    let want_ms = vec![100, 100, 20, 70, 130];
+    for (repeat, plays) in [
+        (None, 1), // no NETSCAPE extension: played once (it looped forever)
+        (Some(gif::Repeat::Infinite), 0),
+        (Some(gif::Repeat::Finite(3)), 4), // 3 repeats after the first play
+    ] {
+        let (p, out) = run(&common::gif_with_delays(&delays_cs, repeat));
+        let animation = p.frames.as_ref().unwrap();
+        assert_eq!(animation.loop_count, plays, "{repeat:?}");
+        let decoded: Vec<i32> = animation.frames.iter().map(|f| f.delay_ms as i32).collect();
+        assert_eq!(decoded, want_ms, "{repeat:?}: decoded delays");
+        let mut webps = 0;
+        for o in &out {
+            let Outcome::Stored(v) = o else { continue };
+            assert_eq!(
+                common::webp_timing(&v.encoded.bytes),
+                (u32::from(plays), want_ms.clone()),
+                "{repeat:?}: loop count and frame times read back from the WebP"
+            );
+            webps += 1;
+        }
+        assert_eq!(webps, 2, "Save-Data off and on");
+    }
+}
+
+#[test]
+fn gray_images_with_a_gray_profile_are_colour_managed() {
+    let (w, h) = (64u32, 48u32);
+    let gray: Vec<u8> = (0..w * h)
+        .map(|i| (20 + (i % w) * 2 + i / w) as u8)
+        .collect();
+    let mean = |v: &mut dyn Iterator<Item = f64>| {
+        let (sum, n) = v.fold((0.0, 0.0), |(s, n), x| (s + x, n + 1.0));
+        sum / n
+    };
+    let srgb = |v: u8| {
+        let l = f64::from(v) / 255.0;
+        255.0
+            * if l <= 0.003_130_8 {
+                12.92 * l
+            } else {
+                1.055 * l.powf(1.0 / 2.4) - 0.055
+            }
+    };
+    let want = mean(&mut gray.iter().map(|&v| srgb(v)));
+    let untagged = mean(&mut gray.iter().map(|&v| f64::from(v)));
+    assert!(
+        want - untagged > 40.0,
+        "the profile must move the mean: {untagged} -> {want}"
+    );
+    let icc = common::linear_gray_profile();
+    for (name, bytes, tolerance) in [
+        ("png", common::gray_png_with_icc(&gray, w, h, &icc), 1.0),
+        ("jpeg", common::gray_jpeg_with_icc(&gray, w, h, &icc), 2.0),
+    ] {
+        let p = pipeline::prepare(&bytes, &Default::default()).unwrap();
+        assert!(p.notes.is_empty(), "{name}: {:?}", p.notes);
+        let px = p.image.data.chunks_exact(4);
+        assert!(
+            px.clone().all(|c| c[0] == c[1] && c[1] == c[2]),
+            "{name}: still grey"
+        );
+        let got = mean(&mut px.map(|c| f64::from(c[0])));
+        assert!(
+            (got - want).abs() <= tolerance,
+            "{name}: mean {got:.1}, colour-managed {want:.1}, untagged {untagged:.1}"
+        );
+    }
+}
+
+#[test]
+fn thin_strips_keep_their_shape() {
+    // 4000x40: mobile and tablet share 1600x16 (480 wide would be 480x5, 4.8 px rounded up);
+    // 2000x8 is never resized (it was 480x2). Every variant decodes at its slot's size
+    // (check_matrix), and no resize leaves a side under MIN_SIDE px.
+    for (w, h) in [(4000u32, 40u32), (2000, 8)] {
+        let img = RgbaImage::from_fn(w, h, |x, y| {
+            image::Rgba([
+                (x * 255 / w) as u8,
+                (y * 255 / h) as u8,
+                ((x + y) % 256) as u8,
+                255,
+            ])
+        });
+        let (p, out) = run(&common::png(&img));
+        check_matrix(&p, &out);
+        let mut sizes = Vec::new();
+        for o in &out {
+            if let Outcome::Stored(v) = o {
+                if !sizes.contains(&(v.width, v.height)) {
+                    sizes.push((v.width, v.height));
+                }
+            }
+        }
+        sizes.sort_unstable();
+        let want = if h == 40 {
+            vec![(1600, 16), (4000, 40)]
+        } else {
+            vec![(2000, 8)]
+        };
+        assert_eq!(sizes, want, "{w}x{h}");
+        for (vw, vh) in sizes {
+            assert!(
+                (vw, vh) == (w, h) || vw.min(vh) >= MIN_SIDE,
+                "{w}x{h} -> {vw}x{vh}"
+            );
+        }
+    }
 }
 
 #[test]

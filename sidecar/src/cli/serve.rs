@@ -6,7 +6,7 @@ use rendition_sidecar::config::{Config, ConfigError, Exposure};
 use rendition_sidecar::encode::avif;
 use rendition_sidecar::fleet::SharedTier;
 use rendition_sidecar::quality::{CodecDials, LearnedQuality};
-use rendition_sidecar::service::{self, share, sweep, work, AppState};
+use rendition_sidecar::service::{self, connections, share, sweep, work, AppState};
 use rendition_sidecar::store::Store;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -86,6 +86,19 @@ pub struct ServeArgs {
     /// Sources waiting for a worker; a notify past it gets 429 (queue.capacity).
     #[arg(long, env = "RENDITION_QUEUE_CAPACITY", value_name = "N")]
     queue_capacity: Option<usize>,
+    /// From a request's first byte to the end of its headers.
+    #[arg(long, env = "RENDITION_HEADER_READ_TIMEOUT_MS")]
+    header_read_timeout_ms: Option<u64>,
+    /// A connection with no request in progress closes after this long without a byte.
+    #[arg(long, env = "RENDITION_IDLE_TIMEOUT_MS")]
+    idle_timeout_ms: Option<u64>,
+    /// Open connections at most (lowered to fit under the descriptor limit; past it the
+    /// connection idle the longest is closed).
+    #[arg(long, env = "RENDITION_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// On SIGTERM, how long requests in progress may take before connections are dropped.
+    #[arg(long, env = "RENDITION_DRAIN_TIMEOUT_MS")]
+    drain_timeout_ms: Option<u64>,
     /// After the requested slot, generate its siblings from the same decode
     /// (variants.proactive_image_variants).
     #[arg(long)]
@@ -186,6 +199,13 @@ fn flag_defaults() -> Vec<(&'static str, String)> {
         ("tablet_width", v.tablet_width.to_string()),
         ("desktop_width", v.desktop_width.to_string()),
         ("enable_warmup", on_off(v.enable_warmup)),
+        (
+            "header_read_timeout_ms",
+            d.server.header_read_timeout_ms.to_string(),
+        ),
+        ("idle_timeout_ms", d.server.idle_timeout_ms.to_string()),
+        ("max_connections", d.server.max_connections.to_string()),
+        ("drain_timeout_ms", d.server.drain_timeout_ms.to_string()),
         ("no_learned_quality_jpeg", on_off(l.jpeg)),
         ("no_learned_quality_webp", on_off(l.webp)),
         ("no_learned_quality_avif", on_off(l.avif)),
@@ -238,6 +258,10 @@ impl ServeArgs {
             desktop_width => variants.desktop_width,
             records_empty_ttl_secs => records.empty_ttl_secs,
             revalidate_min_interval_ms => freshness.revalidate_min_interval_ms,
+            header_read_timeout_ms => server.header_read_timeout_ms,
+            idle_timeout_ms => server.idle_timeout_ms,
+            max_connections => server.max_connections,
+            drain_timeout_ms => server.drain_timeout_ms,
         }
         if let Some(path) = &self.origin_ca_file {
             c.origins.ca_file = Some(path.clone());
@@ -320,7 +344,11 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    let result = runtime.block_on(serve(config));
+    // Encodes still running on the blocking pool are not waited for: the drain deadline is the
+    // promise, and the store is crash-safe (docs/RELIABILITY.md).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rendition serve: {e}");
@@ -338,6 +366,8 @@ async fn serve(config: Config) -> Result<(), String> {
     let store = Store::open(&config.data_dir, config.cache_size_bytes)
         .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
     let store = Arc::new(store);
+    let fd_limit = connections::raise_fd_limit(config.server.max_connections);
+    let limits = connections::ConnectionLimits::new(&config.server, fd_limit);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| {
@@ -354,6 +384,14 @@ async fn serve(config: Config) -> Result<(), String> {
         workers = config.workers(),
         proactive = config.variants.proactive_image_variants,
         "rendition sidecar ready"
+    );
+    tracing::info!(
+        max_open = limits.max_open,
+        fd_limit = fd_limit.map_or_else(|| "unlimited".to_owned(), |l| l.to_string()),
+        header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
+        idle_timeout_ms = limits.idle_timeout.as_millis() as u64,
+        drain_timeout_ms = limits.drain_timeout.as_millis() as u64,
+        "connections"
     );
     let fleet = if config.shared_store.enabled {
         let tier = SharedTier::connect(&config.shared_store)

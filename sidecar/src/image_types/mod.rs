@@ -1,4 +1,4 @@
-//! The image types every other layer shares: pixels ([`Rgba`], [`Frame`]), what a source is
+//! The image types every other layer shares: pixels ([`Rgba`], [`Frame`], [`Animation`]), what a source is
 //! ([`SourceFormat`]) and what it shows ([`ContentClass`], [`ImageStats`]).
 //!
 //! They sit below everything else in the crate so that the flow is one way:
@@ -33,7 +33,16 @@ impl std::fmt::Debug for Rgba {
 #[derive(Clone, Debug)]
 pub struct Frame {
     pub image: Rgba,
+    /// How long the frame is shown, as browsers show the source's (docs/sidecar.md).
     pub delay_ms: u32,
+}
+
+/// An animation: every frame, and how many times it plays.
+#[derive(Clone, Debug)]
+pub struct Animation {
+    pub frames: Vec<Frame>,
+    /// Plays in all, counted as WebP's loop count is: 0 forever, n > 0 exactly n times.
+    pub loop_count: u16,
 }
 
 /// Formats the pipeline decodes.

@@ -1,17 +1,22 @@
 //! Step 5b, colour: convert embedded ICC profiles (Display P3, Adobe RGB, CMYK print profiles)
 //! to sRGB with Little CMS, because variants carry no profile and browsers read untagged
-//! images as sRGB. Without this, a P3 photo would come out dull and a CMYK one garish.
+//! images as sRGB. Without this, a P3 photo would come out dull and a CMYK one garish, and a
+//! grey image tagged with a grey profile (gamma 1.0, say) far too light or dark.
 //! Metadata is dropped here too: nothing after this step carries EXIF, XMP or ICC.
 
 use super::decode::Decoded;
 use crate::image_types::Rgba;
-use lcms2::{Intent, PixelFormat, Profile, Transform};
+use lcms2::{ColorSpaceSignature, Intent, PixelFormat, Profile, Transform};
 
 /// Returns sRGB pixels. Profiles that fail to parse are ignored (the pixels are taken as
 /// sRGB, which is what a browser does with a broken profile), and the reason is returned.
 pub fn to_srgb(decoded: Decoded) -> (Rgba, Option<String>) {
     let Decoded {
-        image, icc, cmyk, ..
+        image,
+        icc,
+        cmyk,
+        gray,
+        ..
     } = decoded;
     let Some(icc) = icc else {
         return (image, None);
@@ -59,6 +64,19 @@ pub fn to_srgb(decoded: Decoded) -> (Rgba, Option<String>) {
             Err(_) => (image, Some(no_transform("CMYK profile", &profile))),
         };
     }
+    if gray && profile.color_space() == ColorSpaceSignature::GrayData {
+        return match gray_levels_to_srgb(&profile, &srgb) {
+            Some(table) => {
+                let mut image = image;
+                for px in image.data.chunks_exact_mut(4) {
+                    let [r, g, b] = table[usize::from(px[0])];
+                    px[..3].copy_from_slice(&[r, g, b]);
+                }
+                (image, None)
+            }
+            None => (image, Some(no_transform("grey ICC profile", &profile))),
+        };
+    }
     if is_srgb(&profile) {
         return (image, None);
     }
@@ -78,6 +96,23 @@ pub fn to_srgb(decoded: Decoded) -> (Rgba, Option<String>) {
         // A grey or otherwise non-RGB profile on RGB pixels: keep the pixels as they are.
         Err(_) => (image, Some(no_transform("ICC profile", &profile))),
     }
+}
+
+/// The sRGB colour of each of the 256 grey levels under a grey profile: a grey source's pixels
+/// (decoded with R = G = B) are converted through this table.
+fn gray_levels_to_srgb(profile: &Profile, srgb: &Profile) -> Option<Vec<[u8; 3]>> {
+    let t = Transform::<u8, [u8; 3]>::new(
+        profile,
+        PixelFormat::GRAY_8,
+        srgb,
+        PixelFormat::RGB_8,
+        Intent::Perceptual,
+    )
+    .ok()?;
+    let levels: Vec<u8> = (0..=255).collect();
+    let mut table = vec![[0u8; 3]; 256];
+    t.transform_pixels(&levels, &mut table);
+    Some(table)
 }
 
 fn no_transform(what: &str, profile: &Profile) -> String {

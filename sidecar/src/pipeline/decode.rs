@@ -1,5 +1,6 @@
 //! Step 4, decode once: source bytes to 8-bit RGBA, plus the metadata later steps need (ICC
-//! profile, EXIF orientation) and, for animated GIFs, every frame.
+//! profile, EXIF orientation, whether the source is grey) and, for animated GIFs, every frame
+//! with its display time and the loop count, as browsers play them.
 //!
 //! JPEG goes through libjpeg-turbo's decoder (as vendored in mozjpeg, whose changes are all on
 //! the encoder side), with its defaults: accurate integer IDCT and fancy upsampling, which is
@@ -7,8 +8,9 @@
 //! decode the way browsers do. PNG, GIF and WebP go through the `image` crate. 16-bit and
 //! palette PNGs (with tRNS) come out as 8-bit RGBA.
 
+use super::gif_blocks;
 use super::refusal::Refusal;
-use crate::image_types::{Frame, Rgba, SourceFormat};
+use crate::image_types::{Animation, Frame, Rgba, SourceFormat};
 use mozjpeg::{ColorSpace, Decompress, Marker, ALL_MARKERS};
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,13 +21,17 @@ pub struct Decoded {
     pub image: Rgba,
     /// Embedded ICC profile, if any.
     pub icc: Option<Vec<u8>>,
+    /// The source stores one grey channel (plus alpha): its pixels came out with R = G = B,
+    /// and a grey ICC profile applies to them.
+    pub gray: bool,
     /// EXIF orientation (1-8); 1 when absent.
     pub orientation: u8,
     /// How the JPEG stored its colour: CMYK sources need a conversion (done here, naively,
     /// when there is no profile; through the profile in the colour step otherwise).
     pub cmyk: Option<CmykData>,
-    /// All frames when the source is an animation with more than one frame.
-    pub frames: Option<Vec<Frame>>,
+    /// Every frame and the loop count, when the source is an animation of more than one
+    /// frame.
+    pub frames: Option<Animation>,
     /// Estimated quality of a JPEG source (from its luminance quantization table).
     pub jpeg_quality: Option<u8>,
 }
@@ -71,6 +77,7 @@ fn decode_jpeg(bytes: &[u8]) -> Result<Decoded, Refusal> {
         let icc =
             (!icc_chunks.is_empty()).then(|| icc_chunks.into_iter().flat_map(|(_, c)| c).collect());
         let is_cmyk = matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
+        let gray = d.color_space() == ColorSpace::JCS_GRAYSCALE;
         let (image, cmyk) = if is_cmyk {
             let mut s = d.to_colorspace(ColorSpace::JCS_CMYK)?;
             let samples = s.read_scanlines::<u8>()?;
@@ -99,6 +106,7 @@ fn decode_jpeg(bytes: &[u8]) -> Result<Decoded, Refusal> {
         Ok(Decoded {
             image,
             icc,
+            gray,
             orientation: exif.as_deref().map_or(1, super::orient::exif_orientation),
             cmyk,
             frames: None,
@@ -147,6 +155,13 @@ fn decode_with_image(bytes: &[u8], format: image::ImageFormat) -> Result<Decoded
     let reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     let mut decoder = reader.into_decoder().map_err(err)?;
     let icc = decoder.icc_profile().ok().flatten();
+    let gray = matches!(
+        decoder.color_type(),
+        image::ColorType::L8
+            | image::ColorType::La8
+            | image::ColorType::L16
+            | image::ColorType::La16
+    );
     let orientation = decoder
         .exif_metadata()
         .ok()
@@ -162,6 +177,7 @@ fn decode_with_image(bytes: &[u8], format: image::ImageFormat) -> Result<Decoded
             data: rgba.into_raw(),
         },
         icc,
+        gray,
         orientation,
         cmyk: None,
         frames: None,
@@ -177,7 +193,7 @@ fn decode_gif(bytes: &[u8]) -> Result<Decoded, Refusal> {
     for frame in decoder.into_frames() {
         let frame = frame.map_err(err)?;
         let (num, den) = frame.delay().numer_denom_ms();
-        let delay_ms = num.checked_div(den).unwrap_or(100);
+        let delay_ms = gif_frame_ms(num.checked_div(den).unwrap_or(0));
         let buffer = frame.into_buffer();
         let (width, height) = buffer.dimensions();
         frames.push(Frame {
@@ -196,11 +212,38 @@ fn decode_gif(bytes: &[u8]) -> Result<Decoded, Refusal> {
     Ok(Decoded {
         image: first,
         icc: None,
+        gray: false,
         orientation: 1,
         cmyk: None,
-        frames: (frames.len() > 1).then_some(frames),
+        frames: (frames.len() > 1).then(|| Animation {
+            frames,
+            loop_count: gif_plays(gif_blocks::loop_count(bytes)),
+        }),
         jpeg_quality: None,
     })
+}
+
+/// A GIF frame delay as browsers play it: Chrome, Firefox and Safari all show a frame whose
+/// delay is 0 or 1 centisecond (0-10 ms) for 100 ms, so that old GIFs written with no delay
+/// do not spin as fast as the machine can draw. Every other delay is kept to the millisecond.
+pub fn gif_frame_ms(delay_ms: u32) -> u32 {
+    if delay_ms <= 10 {
+        100
+    } else {
+        delay_ms
+    }
+}
+
+/// The total number of plays (WebP's loop count: 0 forever) of a GIF with this NETSCAPE loop
+/// count. A GIF without one plays once. A count of n > 0 means n repeats after the first play:
+/// n + 1 plays, as Chrome plays it and libwebp's `gif2webp` converts it (65535 stays 65535,
+/// the most WebP can say).
+pub fn gif_plays(netscape_loop_count: Option<u16>) -> u16 {
+    match netscape_loop_count {
+        None => 1,
+        Some(0) => 0,
+        Some(n) => n.saturating_add(1),
+    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -1,11 +1,13 @@
 //! Step 3, limits: dimensions and frame count read from the headers alone, checked against
 //! the configured limits *before* anything is decoded. A 100000x100000 PNG is a few hundred
 //! bytes; decoding it would ask for 40 GB. The same walk refuses what the decoders would get
-//! wrong or pay too much for: a GIF frame larger than the limit inside a small logical screen,
+//! wrong or pay too much for: GIF frames larger than the limits inside a small logical screen
+//! (one frame, or all of them together), arithmetic-coded JPEG (the decoder cannot),
 //! a PNG ICC profile that inflates past [`MAX_ICC_BYTES`] (a zlib bomb the PNG decoder would
 //! inflate up to its 512 MiB allocation limit), and animated PNG and WebP (the decoders
 //! return only the first frame: a still variant of an animation would be wrong).
 
+use super::gif_blocks;
 use super::refusal::Refusal;
 use crate::image_types::SourceFormat;
 use serde::{Deserialize, Serialize};
@@ -75,10 +77,11 @@ pub fn check(bytes: &[u8], format: SourceFormat, limits: &Limits) -> Result<Decl
             limit: limits.max_frames,
         });
     }
+    // Every decoded frame is a full screen (GIF frames are composited onto it).
     if pixels * u64::from(declared.frames) > limits.max_animation_pixels {
-        return Err(Refusal::TooManyPixels {
-            width: declared.width,
-            height: declared.height.saturating_mul(declared.frames),
+        return Err(Refusal::TooManyAnimationPixels {
+            frames: declared.frames,
+            pixels: pixels * u64::from(declared.frames),
             limit: limits.max_animation_pixels,
         });
     }
@@ -234,6 +237,10 @@ fn jpeg_size(b: &[u8]) -> Result<Declared, Refusal> {
             return Err(Refusal::Malformed("jpeg: segment length < 2".into()));
         }
         let is_sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        // SOF9-11 and SOF13-15: arithmetic coding, which this libjpeg build does not decode.
+        if matches!(marker, 0xC9..=0xCB | 0xCD..=0xCF) {
+            return Err(Refusal::Unsupported("arithmetic coding"));
+        }
         if is_sof {
             let seg = b
                 .get(i + 4..i + 4 + 5)
@@ -275,60 +282,43 @@ fn jpeg_is_complete(b: &[u8]) -> bool {
 
 /// Logical screen size and the number of image descriptors, by walking GIF blocks without
 /// decompressing anything (the walk is bounded by `max_source_bytes`, so every frame is
-/// counted). Each frame's own rectangle is checked too: the decoder allocates a frame at its
-/// declared size before compositing it onto the screen, so a 65535x65535 frame in a 16x16 GIF
-/// would cost 17 GB.
+/// counted). Each frame's own rectangle is checked, and so is their sum: the decoder
+/// allocates and decodes a frame at its declared size before compositing it onto the screen,
+/// so a 65535x65535 frame in a 16x16 GIF would cost 17 GB, and a hundred 3500x3500 frames on
+/// a 1x1 screen 1.2 billion decoded pixels.
 fn gif_declared(b: &[u8], limits: &Limits) -> Result<Declared, Refusal> {
     let bad = |what: &str| Refusal::Malformed(format!("gif: {what}"));
-    if b.len() < 13 {
-        return Err(bad("truncated header"));
-    }
-    let width = u32::from(u16::from_le_bytes([b[6], b[7]]));
-    let height = u32::from(u16::from_le_bytes([b[8], b[9]]));
-    let mut i = 13;
-    if b[10] & 0x80 != 0 {
-        i += 3 * (1 << ((b[10] & 0x07) + 1));
-    }
-    let skip_sub_blocks = |mut i: usize| -> Result<usize, Refusal> {
-        loop {
-            let n = usize::from(*b.get(i).ok_or_else(|| bad("truncated data"))?);
-            i += 1 + n;
-            if n == 0 {
-                return Ok(i);
-            }
-        }
-    };
+    let ((width, height), blocks) = gif_blocks::walk(b).map_err(bad)?;
     let mut frames = 0u32;
-    loop {
-        match b.get(i) {
-            Some(0x3B) | None => break, // trailer, or a truncated file: count what we saw
-            Some(0x21) => i = skip_sub_blocks(i + 2)?,
-            Some(0x2C) => {
-                let d = b
-                    .get(i + 1..i + 10)
-                    .ok_or_else(|| bad("truncated image descriptor"))?;
-                let fw = u32::from(u16::from_le_bytes([d[4], d[5]]));
-                let fh = u32::from(u16::from_le_bytes([d[6], d[7]]));
-                if u64::from(fw) * u64::from(fh) > limits.max_pixels {
-                    return Err(Refusal::TooManyPixels {
-                        width: fw,
-                        height: fh,
-                        limit: limits.max_pixels,
-                    });
-                }
-                let flags = d[8];
-                i += 10;
-                if flags & 0x80 != 0 {
-                    i += 3 * (1 << ((flags & 0x07) + 1));
-                }
-                i = skip_sub_blocks(i + 1)?; // LZW minimum code size, then data
-                frames += 1;
-            }
-            Some(_) => return Err(bad("unknown block")),
+    let mut frame_pixels = 0u64;
+    for block in blocks {
+        let gif_blocks::Block::Image {
+            width: fw,
+            height: fh,
+        } = block.map_err(bad)?
+        else {
+            continue;
+        };
+        let pixels = u64::from(fw) * u64::from(fh);
+        if pixels > limits.max_pixels {
+            return Err(Refusal::TooManyPixels {
+                width: fw,
+                height: fh,
+                limit: limits.max_pixels,
+            });
         }
+        frames += 1;
+        frame_pixels += pixels;
     }
     if frames == 0 {
         return Err(bad("no image"));
+    }
+    if frame_pixels > limits.max_animation_pixels {
+        return Err(Refusal::TooManyAnimationPixels {
+            frames,
+            pixels: frame_pixels,
+            limit: limits.max_animation_pixels,
+        });
     }
     Ok(Declared {
         width,

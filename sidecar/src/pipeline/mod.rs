@@ -18,13 +18,15 @@
 //! [`prepare()`] runs steps 2-7 once per source; [`generate()`] runs 8-10 for the wanted slots,
 //! one [`generate`] size at a time; [`generate_svg`] runs 11.
 //!
-//! Files depend downward only: the steps on [`refusal`], [`prepare`] on the steps,
+//! Files depend downward only: the steps on [`refusal`] (limits and decode on [`gif_blocks`]
+//! too, the GIF walk both read), [`prepare`] on the steps,
 //! [`generate`] on [`prepare`], [`resize`], [`vectorize`] and the layers below the pipeline.
 
 pub mod color;
 pub mod decode;
 pub mod denoise;
 pub mod generate;
+pub mod gif_blocks;
 pub mod limits;
 pub mod orient;
 pub mod prepare;

@@ -6,7 +6,7 @@ use super::limits::{self, Limits};
 use super::refusal::Refusal;
 use super::{color, decode, denoise, orient, sniff};
 use crate::image_types::classify;
-use crate::image_types::{ContentClass, Frame, ImageStats, Rgba, SourceFormat};
+use crate::image_types::{Animation, ContentClass, ImageStats, Rgba, SourceFormat};
 use std::time::{Duration, Instant};
 
 /// A source after steps 2-7, ready to be resized and encoded any number of times.
@@ -16,8 +16,8 @@ pub struct Prepared {
     pub source_bytes: u64,
     /// Oriented, sRGB, denoised when noisy.
     pub image: Rgba,
-    /// Every frame, for animations.
-    pub frames: Option<Vec<Frame>>,
+    /// Every frame and the loop count, for animations.
+    pub frames: Option<Animation>,
     pub class: ContentClass,
     pub stats: ImageStats,
     pub jpeg_quality: Option<u8>,

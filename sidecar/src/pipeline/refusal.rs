@@ -12,6 +12,14 @@ pub enum Refusal {
     TooManyBytes { bytes: u64, limit: u64 },
     #[error("{width}x{height} is over the {limit}-pixel limit")]
     TooManyPixels { width: u32, height: u32, limit: u64 },
+    #[error(
+        "{frames} frames of {pixels} pixels in all, over the {limit}-pixel limit for an animation"
+    )]
+    TooManyAnimationPixels {
+        frames: u32,
+        pixels: u64,
+        limit: u64,
+    },
     #[error("{frames} frames, over the {limit}-frame limit")]
     TooManyFrames { frames: u32, limit: u32 },
     #[error("zero width or height")]

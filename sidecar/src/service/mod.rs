@@ -9,11 +9,12 @@
 //!   operators' routes behind one guard; [`report`]: the report page; [`stats`]: counters,
 //!   with [`histogram`]: latency histograms and the per-format series.
 //!
-//! `app(state)` builds the router, so tests drive it without a port; [`serve`] binds it with
-//! graceful shutdown.
+//! `app(state)` builds the router, so tests drive it without a port; [`serve`] serves it on a
+//! listener through [`connections`] (timeouts, the connection bound, shutdown with a deadline).
 
 pub mod admin;
 pub mod api_error;
+pub mod connections;
 pub mod gate;
 pub mod histogram;
 pub mod ledger;
@@ -30,7 +31,6 @@ pub mod work;
 pub use state::AppState;
 
 use axum::Router;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Every route, public and admin, over `state`.
@@ -40,12 +40,21 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Binds and serves until SIGINT/SIGTERM, then stops accepting and lets requests finish.
+/// Serves until SIGINT/SIGTERM, then stops accepting and drains (`server.drain_timeout_ms`).
 pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    serve_until(state, listener, shutdown_signal()).await
+}
+
+/// Serves until `shutdown` completes, then drains; the connection limits come from
+/// `[server]` and the process's descriptor limit.
+pub async fn serve_until(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let limits = connections::ConnectionLimits::new(&state.config.server, connections::fd_limit());
+    let router = app(Arc::clone(&state));
+    connections::serve(state, router, listener, limits, shutdown).await
 }
 
 async fn shutdown_signal() {

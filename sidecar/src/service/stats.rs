@@ -88,6 +88,13 @@ counters! {
     shared_waits: "Sources this sidecar waited for while another held their lease.",
     records_deleted: "Records without variants deleted after records.empty_ttl_secs (their tombstones tell the filters).",
     tombstones_compacted: "Tombstones of deleted records dropped from the feed after as long again.",
+    connections_accepted: "Client connections accepted (open now: accepted minus closed).",
+    connections_closed: "Client connections closed, for any reason.",
+    connections_idle_closed: "Connections closed after server.idle_timeout_ms with no request in progress.",
+    connections_header_timeouts: "Connections closed because a request's headers took longer than server.header_read_timeout_ms.",
+    connections_evicted: "Idle connections closed to make room for a new one at the connection bound.",
+    connections_refused: "Connections answered 503 and closed at the bound, every open one having a request in progress.",
+    connections_dropped_at_shutdown: "Connections still open at the drain deadline of a shutdown, dropped.",
 }
 
 impl Stats {

@@ -87,6 +87,85 @@ pub fn gray_png() -> Vec<u8> {
     out
 }
 
+/// A grey ICC profile (GRAY colour space, D50) with a linear tone curve: grey level v is
+/// linear light v/255, which sRGB encodes far lighter (0.2 linear is level 124, not 51).
+pub fn linear_gray_profile() -> Vec<u8> {
+    let d50 = lcms2::CIExyY {
+        x: 0.3457,
+        y: 0.3585,
+        Y: 1.0,
+    };
+    lcms2::Profile::new_gray(&d50, &lcms2::ToneCurve::new(1.0))
+        .unwrap()
+        .icc()
+        .unwrap()
+}
+
+/// An 8-bit grey PNG of `gray` (width x height) tagged with `icc`.
+pub fn gray_png_with_icc(gray: &[u8], width: u32, height: u32, icc: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = image::codecs::png::PngEncoder::new(&mut out);
+    enc.set_icc_profile(icc.to_vec()).unwrap();
+    enc.write_image(gray, width, height, image::ExtendedColorType::L8)
+        .unwrap();
+    out
+}
+
+/// A one-component (grey) JPEG of `gray` tagged with `icc` (one APP2 ICC_PROFILE segment).
+pub fn gray_jpeg_with_icc(gray: &[u8], width: u32, height: u32, icc: &[u8]) -> Vec<u8> {
+    std::panic::catch_unwind(|| {
+        let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_GRAYSCALE);
+        c.set_size(width as usize, height as usize);
+        c.set_quality(95.0);
+        let mut s = c.start_compress(Vec::new()).unwrap();
+        let app2 = [b"ICC_PROFILE\0\x01\x01".as_slice(), icc].concat();
+        s.write_marker(mozjpeg::Marker::APP(2), &app2);
+        s.write_scanlines(gray).unwrap();
+        s.finish().unwrap()
+    })
+    .unwrap()
+}
+
+/// A GIF of distinct 64x48 frames, one per delay (in centiseconds, as GIF stores them), with
+/// a NETSCAPE loop extension when `repeat` is given. Each frame carries a full 256-colour
+/// local palette, as quantizing encoders write them: the WebP made of it is smaller, so it
+/// passes the size gate.
+pub fn gif_with_delays(delays_cs: &[u16], repeat: Option<gif::Repeat>) -> Vec<u8> {
+    let palette: Vec<u8> = (0..256u32)
+        .flat_map(|i| [(i * 7 % 256) as u8, (i * 13 % 256) as u8, (255 - i) as u8])
+        .collect();
+    let mut out = Vec::new();
+    {
+        let mut enc = gif::Encoder::new(&mut out, 64, 48, &[]).unwrap();
+        if let Some(r) = repeat {
+            enc.set_repeat(r).unwrap();
+        }
+        for (i, &delay) in delays_cs.iter().enumerate() {
+            let mut pixels = vec![(i % 4) as u8; 64 * 48];
+            pixels[i] = 200; // no two frames alike: libwebp would merge identical ones
+            let mut frame = gif::Frame::from_indexed_pixels(64, 48, pixels, None);
+            frame.palette = Some(palette.clone());
+            frame.delay = delay;
+            enc.write_frame(&frame).unwrap();
+        }
+    }
+    out
+}
+
+/// The loop count and each frame's duration (ms) of an animated WebP, as libwebp's
+/// animation decoder plays it (it reports each frame's end time).
+pub fn webp_timing(webp: &[u8]) -> (u32, Vec<i32>) {
+    let anim = webp::AnimDecoder::new(webp).decode().unwrap();
+    let mut start = 0;
+    let mut durations = Vec::new();
+    for i in 0..anim.len() {
+        let end = anim.get_frame(i).unwrap().get_time_ms();
+        durations.push(end - start);
+        start = end;
+    }
+    (anim.loop_count, durations)
+}
+
 fn jpeg_with(
     img: &RgbaImage,
     space: mozjpeg::ColorSpace,
