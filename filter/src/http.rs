@@ -48,6 +48,10 @@ pub struct WorkerState {
     /// Buckets read under the current meta record (one shared-data read per bucket per index
     /// change instead of one per request).
     buckets: RefCell<BucketCache>,
+    /// Whether the root context's tick is running.
+    ticking: std::cell::Cell<bool>,
+    /// `Vary` for an image response that has none (the common case), built once.
+    vary: String,
 }
 
 /// How long a worker trusts its copy of the index meta record. Every host call costs more
@@ -68,7 +72,24 @@ impl WorkerState {
             metrics,
             meta: std::cell::Cell::new(None),
             buckets: RefCell::new(BucketCache::default()),
+            ticking: std::cell::Cell::new(false),
+            vary: merge_vary(None),
         }
+    }
+
+    /// Starts the root context's tick unless it runs: counters moved or a notice was queued,
+    /// and both leave on the tick. One host call on the first request after a quiet spell;
+    /// none while traffic keeps the tick running. Called from any context of the worker
+    /// (Envoy applies a tick period to the context's root).
+    pub fn wake(&self) {
+        if !self.ticking.replace(true) {
+            let _ = hostcalls::set_tick_period(crate::NOTIFY_TICK);
+        }
+    }
+
+    /// Notes that the root context stopped its tick (it found nothing left to do).
+    pub fn sleep(&self) {
+        self.ticking.set(false);
     }
 }
 
@@ -236,44 +257,6 @@ impl ImageRequest {
     }
 }
 
-impl ImageRequest {
-    /// Header edits, applied with as few host calls as possible: every host call costs a round
-    /// trip through the VM boundary, which dominates the filter's cost. One edit is one call;
-    /// several are one bulk replace of the map, built from the map already read (values as
-    /// bytes, so nothing is re-encoded). Envoy only hands out valid header names, so the
-    /// per-header fallback for a name that is not UTF-8 should never run.
-    fn apply(&self, headers: &HeaderMap, edits: &[(&'static str, Option<String>)]) {
-        match edits {
-            [] => {}
-            [(name, value)] => self.set_http_response_header(name, value.as_deref()),
-            _ => {
-                let edited = |n: &[u8]| {
-                    edits
-                        .iter()
-                        .any(|(e, _)| n.eq_ignore_ascii_case(e.as_bytes()))
-                };
-                let kept: Option<Vec<(&str, &[u8])>> = headers
-                    .iter()
-                    .filter(|(n, _)| !edited(n))
-                    .map(|(n, v)| std::str::from_utf8(n).ok().map(|n| (n, v)))
-                    .collect();
-                let Some(mut all) = kept else {
-                    for (name, value) in edits {
-                        self.set_http_response_header(name, value.as_deref());
-                    }
-                    return;
-                };
-                all.extend(
-                    edits
-                        .iter()
-                        .filter_map(|(n, v)| v.as_deref().map(|v| (*n, v.as_bytes()))),
-                );
-                let _ = hostcalls::set_map_bytes(MapType::HttpResponseHeaders, all);
-            }
-        }
-    }
-}
-
 /// Envoy >= 1.33 no longer re-matches the route after a filter changes request headers; the
 /// `clear_route_cache` foreign function asks for it. Older Envoys cleared it by themselves and
 /// answer "not found", which is fine.
@@ -285,6 +268,8 @@ impl Context for ImageRequest {}
 
 impl HttpContext for ImageRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.worker.metrics.entered.inc();
+        self.worker.wake();
         let headers = HeaderMap::read(MapType::HttpRequestHeaders);
         for (name, _) in headers.iter() {
             // Internal names are ASCII by construction; anything else is not one of ours.
@@ -334,11 +319,12 @@ impl HttpContext for ImageRequest {
             return Action::Continue;
         }
         let headers = HeaderMap::read(MapType::HttpResponseHeaders);
-        // Header changes, applied with as few host calls as possible at the end.
-        let mut edits: Vec<(&'static str, Option<String>)> = Vec::with_capacity(4);
+        // Each edit below is one host call that changes one header. Replacing the whole map in
+        // one call looks cheaper but is not: Envoy removes and re-adds every header of the map
+        // for it (docs/benchmarks.md, "What each change did").
         let served_by_sidecar = headers.get_bytes(VARIANT_HEADER).is_some();
         if served_by_sidecar {
-            edits.push((VARIANT_HEADER, None));
+            self.set_http_response_header(VARIANT_HEADER, None);
         }
         if let Outcome::Hit { mask, step, .. } = self.outcome {
             if !served_by_sidecar {
@@ -362,10 +348,13 @@ impl HttpContext for ImageRequest {
                 == Err(NotTransformable::NoTransform);
         if is_image && !no_transform && !matches!(self.outcome, Outcome::Bypass(..)) {
             if config.vary {
-                edits.push(("vary", Some(merge_vary(headers.get("vary")))));
+                match headers.get("vary") {
+                    None => self.set_http_response_header("vary", Some(&self.worker.vary)),
+                    existing => self.set_http_response_header("vary", Some(&merge_vary(existing))),
+                }
             }
             if config.accept_ch {
-                edits.push(("accept-ch", Some(ACCEPT_CH.to_owned())));
+                self.set_http_response_header("accept-ch", Some(ACCEPT_CH));
             }
         }
         if let Outcome::Miss(reason, _) = self.outcome {
@@ -420,11 +409,12 @@ impl HttpContext for ImageRequest {
                     step.name()
                 )),
             };
-            if value.is_some() {
-                edits.push((DEBUG_HEADER, value));
+            if let Some(value) = value {
+                self.set_http_response_header(DEBUG_HEADER, Some(&value));
             }
         }
-        self.apply(&headers, &edits);
+        // Counters moved and a notice may be queued: the root's tick sends them.
+        self.worker.wake();
         Action::Continue
     }
 }
