@@ -33,8 +33,9 @@ PACKAGES=(
   wasm:rustc-web wasm:cargo-web wasm:rust-web-src wasm:rust-web-llvm wasm:rust-web-clippy wasm:wasi-libc
   # codec build deps (mozjpeg/libwebp/libavif/aom/dav1d sys crates, bindgen)
   nasm cmake pkg-config libclang-dev libwebp-dev libaom-dev liblcms2-dev
-  # tools (load testing, fetching/unpacking Envoy; openssl makes the e2e tests' https origin CA)
-  wrk curl ca-certificates unzip openssl
+  # tools (load testing, fetching/unpacking Envoy; openssl makes the e2e tests' https origin CA;
+  # wabt's wat2wasm builds the filter benchmark's control modules from benches/controls/*.wat)
+  wrk curl ca-certificates unzip openssl wabt
   # headless browser for the /report page test (tests/e2e/report_e2e.py)
   chromium
 )

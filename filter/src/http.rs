@@ -15,6 +15,7 @@ use crate::bucket_cache::BucketCache;
 use crate::clock::now_ms;
 use crate::config::FilterConfig;
 use crate::header_map::HeaderMap;
+use crate::key_cache::KeyCache;
 use crate::metrics::FilterMetrics;
 use crate::outbox::{Notice, Outbox, Pushed};
 use proxy_wasm::hostcalls;
@@ -28,7 +29,7 @@ use rendition_shared::table::{bucket_lookup, IndexMeta, META_KEY};
 use rendition_shared::wire::{Notify, VariantRef, VARIANT_HEADER};
 use rendition_shared::{
     select, wants_generation, CapabilityMask, ClientProfile, FallbackStep, IndexRecord, KeyId,
-    Selection, SourceKey,
+    Selection,
 };
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -48,6 +49,8 @@ pub struct WorkerState {
     /// Buckets read under the current meta record (one shared-data read per bucket per index
     /// change instead of one per request).
     buckets: RefCell<BucketCache>,
+    /// The keys of the URLs this worker saw last (SHA-256 once per URL, not once per request).
+    keys: RefCell<KeyCache>,
     /// Whether the root context's tick is running.
     ticking: std::cell::Cell<bool>,
     /// `Vary` for an image response that has none (the common case), built once.
@@ -72,6 +75,7 @@ impl WorkerState {
             metrics,
             meta: std::cell::Cell::new(None),
             buckets: RefCell::new(BucketCache::default()),
+            keys: RefCell::new(KeyCache::default()),
             ticking: std::cell::Cell::new(false),
             vary: merge_vary(None),
         }
@@ -185,10 +189,9 @@ impl ImageRequest {
 
     fn decide(&mut self, profile: &ClientProfile, host: &str, path: &str) -> Outcome {
         let mask = profile.mask;
-        let Ok(source_key) = SourceKey::new(host, path) else {
+        let Ok((source_key, key)) = self.worker.keys.borrow_mut().get(host, path) else {
             return Outcome::Bypass("invalid_url", mask);
         };
-        let key = source_key.id();
         let metrics = &self.worker.metrics;
         let found = self.lookup(&key);
         // Without an index every image is worth asking for; with one, only missing slots.

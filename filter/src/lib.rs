@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod header_map;
 pub mod http;
+pub mod key_cache;
 pub mod metrics;
 pub mod outbox;
 pub mod sync;
