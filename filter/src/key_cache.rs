@@ -108,7 +108,12 @@ mod tests {
         let (key, _) = cache.get("a.example/0", ".jpg").unwrap_or_else(|_| {
             cache
                 .get("a.example", "/0.jpg")
-                .map(|(k, id)| (Rc::new(SourceKey::new("x", "/y").unwrap_or((*k).clone())), id))
+                .map(|(k, id)| {
+                    (
+                        Rc::new(SourceKey::new("x", "/y").unwrap_or((*k).clone())),
+                        id,
+                    )
+                })
                 .unwrap()
         });
         assert_ne!(key.as_str(), "a.example/0.jpg.jpg");

@@ -299,19 +299,31 @@ fn an_idle_worker_has_no_tick() {
         &image_request("/img/a.jpg", "image/webp", ANDROID),
         |_| origin_image(),
     );
-    assert_eq!(tick_ms(), 25, "a request starts the tick (its counters, its notify)");
+    assert_eq!(
+        tick_ms(),
+        25,
+        "a request starts the tick (its counters, its notify)"
+    );
     // The tick sends the notify and flushes; the answer needs one more tick (its counters).
     assert_eq!(notifies().len(), 1);
     assert_eq!(tick_ms(), 25);
     tick(FILTER);
     assert_eq!(tick_ms(), 0, "nothing left: the tick stops");
-    assert_eq!(metric("rendition.notifies_sent"), 1, "flushed before it stopped");
+    assert_eq!(
+        metric("rendition.notifies_sent"),
+        1,
+        "flushed before it stopped"
+    );
     assert_eq!(metric("rendition.entered"), 1);
     // Another request starts it again.
     exchange(
         FILTER,
         11,
-        &[(":method", "GET"), (":path", "/about.html"), (":authority", HOST)],
+        &[
+            (":method", "GET"),
+            (":path", "/about.html"),
+            (":authority", HOST),
+        ],
         |_| vec![(":status".into(), "200".into())],
     );
     assert_eq!(tick_ms(), 25);
