@@ -53,6 +53,9 @@ PACKAGES=(
   # test-only: load testing; openssl makes the e2e tests' https origin CA; headless browser
   # for the /report page test (tests/e2e/report_e2e.py); Node for the Istio schema check
   test:wrk test:openssl test:chromium
+  # benchmark-only (with --test too): wabt's wat2wasm builds the filter benchmark's control
+  # modules from benches/controls/*.wat
+  test:wabt
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -15,6 +15,7 @@ use crate::bucket_cache::BucketCache;
 use crate::clock::now_ms;
 use crate::config::FilterConfig;
 use crate::header_map::HeaderMap;
+use crate::key_cache::KeyCache;
 use crate::metrics::FilterMetrics;
 use crate::outbox::{Notice, Outbox, Pushed};
 use proxy_wasm::hostcalls;
@@ -28,7 +29,7 @@ use rendition_shared::table::{bucket_lookup, IndexMeta, META_KEY};
 use rendition_shared::wire::{Notify, VariantRef, VARIANT_HEADER};
 use rendition_shared::{
     select, wants_generation, CapabilityMask, ClientProfile, FallbackStep, IndexRecord, KeyId,
-    Selection, SourceKey,
+    Selection,
 };
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -48,6 +49,12 @@ pub struct WorkerState {
     /// Buckets read under the current meta record (one shared-data read per bucket per index
     /// change instead of one per request).
     buckets: RefCell<BucketCache>,
+    /// The keys of the URLs this worker saw last (SHA-256 once per URL, not once per request).
+    keys: RefCell<KeyCache>,
+    /// Whether the root context's tick is running.
+    ticking: std::cell::Cell<bool>,
+    /// `Vary` for an image response that has none (the common case), built once.
+    vary: String,
 }
 
 /// How long a worker trusts its copy of the index meta record. Every host call costs more
@@ -68,7 +75,25 @@ impl WorkerState {
             metrics,
             meta: std::cell::Cell::new(None),
             buckets: RefCell::new(BucketCache::default()),
+            keys: RefCell::new(KeyCache::default()),
+            ticking: std::cell::Cell::new(false),
+            vary: merge_vary(None),
         }
+    }
+
+    /// Starts the root context's tick unless it runs: counters moved or a notice was queued,
+    /// and both leave on the tick. One host call on the first request after a quiet spell;
+    /// none while traffic keeps the tick running. Called from any context of the worker
+    /// (Envoy applies a tick period to the context's root).
+    pub fn wake(&self) {
+        if !self.ticking.replace(true) {
+            let _ = hostcalls::set_tick_period(crate::NOTIFY_TICK);
+        }
+    }
+
+    /// Notes that the root context stopped its tick (it found nothing left to do).
+    pub fn sleep(&self) {
+        self.ticking.set(false);
     }
 }
 
@@ -164,10 +189,9 @@ impl ImageRequest {
 
     fn decide(&mut self, profile: &ClientProfile, host: &str, path: &str) -> Outcome {
         let mask = profile.mask;
-        let Ok(source_key) = SourceKey::new(host, path) else {
+        let Ok((source_key, key)) = self.worker.keys.borrow_mut().get(host, path) else {
             return Outcome::Bypass("invalid_url", mask);
         };
-        let key = source_key.id();
         let metrics = &self.worker.metrics;
         let found = self.lookup(&key);
         // Without an index every image is worth asking for; with one, only missing slots.
@@ -237,44 +261,6 @@ impl ImageRequest {
     }
 }
 
-impl ImageRequest {
-    /// Header edits, applied with as few host calls as possible: every host call costs a round
-    /// trip through the VM boundary, which dominates the filter's cost. One edit is one call;
-    /// several are one bulk replace of the map, built from the map already read (values as
-    /// bytes, so nothing is re-encoded). Envoy only hands out valid header names, so the
-    /// per-header fallback for a name that is not UTF-8 should never run.
-    fn apply(&self, headers: &HeaderMap, edits: &[(&'static str, Option<String>)]) {
-        match edits {
-            [] => {}
-            [(name, value)] => self.set_http_response_header(name, value.as_deref()),
-            _ => {
-                let edited = |n: &[u8]| {
-                    edits
-                        .iter()
-                        .any(|(e, _)| n.eq_ignore_ascii_case(e.as_bytes()))
-                };
-                let kept: Option<Vec<(&str, &[u8])>> = headers
-                    .iter()
-                    .filter(|(n, _)| !edited(n))
-                    .map(|(n, v)| std::str::from_utf8(n).ok().map(|n| (n, v)))
-                    .collect();
-                let Some(mut all) = kept else {
-                    for (name, value) in edits {
-                        self.set_http_response_header(name, value.as_deref());
-                    }
-                    return;
-                };
-                all.extend(
-                    edits
-                        .iter()
-                        .filter_map(|(n, v)| v.as_deref().map(|v| (*n, v.as_bytes()))),
-                );
-                let _ = hostcalls::set_map_bytes(MapType::HttpResponseHeaders, all);
-            }
-        }
-    }
-}
-
 /// Envoy >= 1.33 no longer re-matches the route after a filter changes request headers; the
 /// `clear_route_cache` foreign function asks for it. Older Envoys cleared it by themselves and
 /// answer "not found", which is fine.
@@ -286,6 +272,8 @@ impl Context for ImageRequest {}
 
 impl HttpContext for ImageRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.worker.metrics.entered.inc();
+        self.worker.wake();
         let headers = HeaderMap::read(MapType::HttpRequestHeaders);
         for (name, _) in headers.iter() {
             // Internal names are ASCII by construction; anything else is not one of ours.
@@ -335,11 +323,12 @@ impl HttpContext for ImageRequest {
             return Action::Continue;
         }
         let headers = HeaderMap::read(MapType::HttpResponseHeaders);
-        // Header changes, applied with as few host calls as possible at the end.
-        let mut edits: Vec<(&'static str, Option<String>)> = Vec::with_capacity(4);
+        // Each edit below is one host call that changes one header. Replacing the whole map in
+        // one call looks cheaper but is not: Envoy removes and re-adds every header of the map
+        // for it (docs/benchmarks.md, "What each change did").
         let served_by_sidecar = headers.get_bytes(VARIANT_HEADER).is_some();
         if served_by_sidecar {
-            edits.push((VARIANT_HEADER, None));
+            self.set_http_response_header(VARIANT_HEADER, None);
         }
         if let Outcome::Hit { mask, step, .. } = self.outcome {
             if !served_by_sidecar {
@@ -363,10 +352,13 @@ impl HttpContext for ImageRequest {
                 == Err(NotTransformable::NoTransform);
         if is_image && !no_transform && !matches!(self.outcome, Outcome::Bypass(..)) {
             if config.vary {
-                edits.push(("vary", Some(merge_vary(headers.get("vary")))));
+                match headers.get("vary") {
+                    None => self.set_http_response_header("vary", Some(&self.worker.vary)),
+                    existing => self.set_http_response_header("vary", Some(&merge_vary(existing))),
+                }
             }
             if config.accept_ch {
-                edits.push(("accept-ch", Some(ACCEPT_CH.to_owned())));
+                self.set_http_response_header("accept-ch", Some(ACCEPT_CH));
             }
         }
         if let Outcome::Miss(reason, _) = self.outcome {
@@ -421,11 +413,12 @@ impl HttpContext for ImageRequest {
                     step.name()
                 )),
             };
-            if value.is_some() {
-                edits.push((DEBUG_HEADER, value));
+            if let Some(value) = value {
+                self.set_http_response_header(DEBUG_HEADER, Some(&value));
             }
         }
-        self.apply(&headers, &edits);
+        // Counters moved and a notice may be queued: the root's tick sends them.
+        self.worker.wake();
         Action::Continue
     }
 }

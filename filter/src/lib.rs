@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod header_map;
 pub mod http;
+pub mod key_cache;
 pub mod metrics;
 pub mod outbox;
 pub mod sync;
@@ -46,8 +47,9 @@ pub fn install() {
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PluginRoot::default()) });
 }
 
-/// How often a worker's root context sends the notifies its requests queued.
-const NOTIFY_TICK: Duration = Duration::from_millis(25);
+/// How often a worker's root context sends the notifies its requests queued and flushes their
+/// counters, while there is any of that to do (an idle worker has no tick: [`WorkerState::wake`]).
+pub const NOTIFY_TICK: Duration = Duration::from_millis(25);
 
 /// The root context: unconfigured until `on_configure` tells it its role.
 #[derive(Default)]
@@ -120,6 +122,8 @@ impl Context for PluginRoot {
         match &mut self.role {
             Some(Role::IndexSync(sync)) => sync.on_http_call_response(token_id, body_size),
             Some(Role::Filter(worker)) => {
+                // Room for the next waiting notice, and maybe a counter to flush: tick again.
+                worker.wake();
                 let mut outbox = worker.outbox.borrow_mut();
                 outbox.in_flight = outbox.in_flight.saturating_sub(1);
                 // 202 queued/merged/exists; 429 queue full, 403 unconfigured host, none = timeout.
@@ -150,11 +154,11 @@ impl RootContext for PluginRoot {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         match PluginConfig::parse(&bytes) {
             Ok(PluginConfig::Filter(config)) => {
+                // No tick yet: the first request starts it (WorkerState::wake).
                 self.role = Some(Role::Filter(Rc::new(WorkerState::new(
                     config,
                     FilterMetrics::define(),
                 ))));
-                self.set_tick_period(NOTIFY_TICK);
                 true
             }
             Ok(PluginConfig::IndexSync(config)) => {
@@ -178,6 +182,13 @@ impl RootContext for PluginRoot {
                 let worker = Rc::clone(worker);
                 self.send_notifies(&worker);
                 worker.metrics.flush();
+                // Nothing left to send: stop ticking until a request or a notify answer needs
+                // it again. A timer firing every 25 ms on every worker otherwise costs idle
+                // Envoys CPU for nothing (docs/benchmarks.md, "Idle").
+                if worker.outbox.borrow().waiting() == 0 {
+                    worker.sleep();
+                    self.set_tick_period(Duration::ZERO);
+                }
             }
             None => {}
         }

@@ -81,6 +81,9 @@ impl Counter {
 /// (25 ms) behind.
 #[derive(Debug, Default)]
 pub struct FilterMetrics {
+    /// Requests the filter ran on, whatever their path. With the filter scoped to the image
+    /// routes (envoy/envoy.yaml) other requests never reach it, and this counter shows it.
+    pub entered: Counter,
     /// Requests the filter classified as images (GET/HEAD, image path, no credentials).
     pub requests: Counter,
     pub bypassed: Counter,
@@ -106,6 +109,7 @@ impl FilterMetrics {
     /// Sends what accumulated since the last flush.
     pub fn flush(&self) {
         for c in [
+            &self.entered,
             &self.requests,
             &self.bypassed,
             &self.hits,
@@ -129,6 +133,7 @@ impl FilterMetrics {
     pub fn define() -> FilterMetrics {
         let c = Counter::define;
         FilterMetrics {
+            entered: c("rendition.entered"),
             requests: c("rendition.requests"),
             bypassed: c("rendition.bypassed"),
             hits: c("rendition.hits"),

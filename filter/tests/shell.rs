@@ -288,6 +288,54 @@ fn client_sent_internal_headers_never_route() {
 }
 
 #[test]
+fn an_idle_worker_has_no_tick() {
+    install_root();
+    assert!(start_root(FILTER, "{}"));
+    let tick_ms = || with(|h| h.tick_ms);
+    assert_eq!(tick_ms(), 0, "no tick before the first request");
+    exchange(
+        FILTER,
+        10,
+        &image_request("/img/a.jpg", "image/webp", ANDROID),
+        |_| origin_image(),
+    );
+    assert_eq!(
+        tick_ms(),
+        25,
+        "a request starts the tick (its counters, its notify)"
+    );
+    // The tick sends the notify and flushes; the answer needs one more tick (its counters).
+    assert_eq!(notifies().len(), 1);
+    assert_eq!(tick_ms(), 25);
+    tick(FILTER);
+    assert_eq!(tick_ms(), 0, "nothing left: the tick stops");
+    assert_eq!(
+        metric("rendition.notifies_sent"),
+        1,
+        "flushed before it stopped"
+    );
+    assert_eq!(metric("rendition.entered"), 1);
+    // Another request starts it again.
+    exchange(
+        FILTER,
+        11,
+        &[
+            (":method", "GET"),
+            (":path", "/about.html"),
+            (":authority", HOST),
+        ],
+        |_| vec![(":status".into(), "200".into())],
+    );
+    assert_eq!(tick_ms(), 25);
+    assert_eq!(
+        (stat("rendition.entered"), stat("rendition.requests")),
+        (2, 1),
+        "entered counts every request the filter runs on, requests only image paths"
+    );
+    assert_eq!(tick_ms(), 0);
+}
+
+#[test]
 fn the_sync_fills_shared_data_and_a_hit_routes_to_the_sidecar() {
     setup();
     let first = sync_page(

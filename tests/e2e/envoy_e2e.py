@@ -10,7 +10,8 @@ Checks, in order:
      WebP-only mobile client a WebP at 480 px, `Accept: image/jpeg` a JPEG, Save-Data a smaller
      file than without, `Sec-CH-DPR: 2` the 2x width (960 px);
   3. a client-sent `x-rendition-*` header cannot force a route; `Cache-Control: private`,
-     `Set-Cookie` and HTML-as-image responses are never optimized;
+     `Set-Cookie` and HTML-as-image responses are never optimized; non-image requests never
+     reach the filter (its `entered` counter does not move);
   4. the sidecar killed (SIGKILL) mid-run: every request still 200 with the original bytes;
      restarted on the same store: the index recovers and hits resume; restarted on an empty
      store: a resync, no error, misses until the variants are made again.
@@ -114,6 +115,22 @@ def run(s):
     sidecar_fetches = [p for p, ua in s.origin.seen if ua.startswith("rendition")]
     check(sidecar_fetches.count("/page.jpg") == 1 and "reason=refused" in debug(h),
           f"HTML served as image/jpeg: fetched once, refused, not asked again ({debug(h)})")
+
+    # The filter is scoped to the image routes (envoy/envoy.yaml): other requests never enter
+    # the VM, so its `entered` counter (every request it runs on) does not move for them. An
+    # image request afterwards shows the counter is live.
+    entered = lambda: s.stat("wasmcustom.rendition.entered") or 0  # noqa: E731
+    before = entered()
+    for path in ("/index.html", "/", "/img/", "/img/garden.jpg.html", "/img/garden"):
+        for _ in range(5):
+            s.get(path, AVIF_DESKTOP)
+    time.sleep(0.5)  # counters reach Envoy on the filter's 25 ms tick
+    after_pages = entered()
+    s.get(IMG, AVIF_DESKTOP)
+    wait_for(lambda: entered() > after_pages, 5, "the image request to be counted")
+    check(before > 0 and after_pages == before and entered() == before + 1,
+          f"non-image requests never reach the filter (entered {before} -> {after_pages} after 25 pages, "
+          f"{entered()} after one image)")
 
     print("4. the sidecar killed mid-run")
     s.kill_sidecar(signal.SIGKILL)
