@@ -115,7 +115,7 @@ class Pod:
         c.close()
 
     def serves(self, key):
-        return request(self.port, f"/v/{key}/{SLOT}")[0] == 200
+        return request(self.port, f"/v/{key}/{SLOT:x}")[0] == 200
 
     def stop(self):
         self.proc.terminate()
