@@ -34,6 +34,10 @@ use rendition_shared::{
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// How often a worker's root context sends the notifies its requests queued and flushes their
+/// counters, while there is any of that to do (an idle worker has no tick: [`WorkerState::wake`]).
+pub const NOTIFY_TICK: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// Debug response header.
 pub const DEBUG_HEADER: &str = "x-rendition";
 
@@ -87,7 +91,7 @@ impl WorkerState {
     /// (Envoy applies a tick period to the context's root).
     pub fn wake(&self) {
         if !self.ticking.replace(true) {
-            let _ = hostcalls::set_tick_period(crate::NOTIFY_TICK);
+            let _ = hostcalls::set_tick_period(NOTIFY_TICK);
         }
     }
 

@@ -47,10 +47,6 @@ pub fn install() {
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PluginRoot::default()) });
 }
 
-/// How often a worker's root context sends the notifies its requests queued and flushes their
-/// counters, while there is any of that to do (an idle worker has no tick: [`WorkerState::wake`]).
-pub const NOTIFY_TICK: Duration = Duration::from_millis(25);
-
 /// The root context: unconfigured until `on_configure` tells it its role.
 #[derive(Default)]
 pub struct PluginRoot {
