@@ -47,7 +47,7 @@ def read(name):
         return f.read()
 
 
-def config(directory, weed, node, lease_secs=3, **extra):
+def config(directory, weed, node, lease_secs=6, **extra):
     path = os.path.join(directory, f"{node}.toml")
     lines = [
         "[shared_store]", "enabled = true", f'endpoint = "{weed.endpoint()}"', f'bucket = "{BUCKET}"',

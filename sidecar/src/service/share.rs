@@ -166,11 +166,12 @@ pub async fn plan(
         state.stats.add(&state.stats.shared_fallbacks, 1);
         Plan::Generate(None)
     };
+    let usable = |m: &Manifest| {
+        covers(m, slots_of(wanted))
+            && original_hash.is_none_or(|h| m.source.hash.as_deref() == Some(h))
+    };
     match usable_manifest(state, &tier, key).await {
-        Ok(Some((m, _)))
-            if covers(&m, slots_of(wanted))
-                && original_hash.is_none_or(|h| m.source.hash.as_deref() == Some(h)) =>
-        {
+        Ok(Some((m, _))) if usable(&m) => {
             return match copy(state, &tier, key, &m, slots_of(wanted), local).await {
                 Ok(()) => Plan::Done,
                 Err(e) => fallback(e),
@@ -181,8 +182,21 @@ pub async fn plan(
     }
     match tier.take_lease(&key.id(), key.as_str()).await {
         Ok(LeaseState::Taken { token, taken_over }) => {
+            let hold = LeaseHold::start(Arc::clone(&tier), token, key.as_str().to_owned());
+            // The previous holder may have written its manifest and released its lease between
+            // our read and our lease: read once more before making anything.
+            if let Ok(Some((m, _))) = usable_manifest(state, &tier, key).await {
+                if usable(&m)
+                    && copy(state, &tier, key, &m, slots_of(wanted), local)
+                        .await
+                        .is_ok()
+                {
+                    hold.release().await;
+                    return Plan::Done;
+                }
+            }
             tracing::info!(%key, taken_over, "shared tier lease taken: generating for the fleet");
-            Plan::Generate(Some(LeaseHold::start(tier, token, key.as_str().to_owned())))
+            Plan::Generate(Some(hold))
         }
         Ok(LeaseState::Held(lease)) => {
             tracing::debug!(%key, holder = %lease.holder, "another sidecar is making it");
