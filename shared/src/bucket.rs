@@ -17,6 +17,7 @@
 //! and the manifest is written after them), so a half-written upload is never visible. A
 //! manifest older than a purge that covers its source is void.
 
+use crate::http_cache;
 use crate::key::KeyId;
 use serde::{Deserialize, Serialize};
 
@@ -102,13 +103,11 @@ pub struct ManifestSource {
 }
 
 impl ManifestSource {
-    /// Whether the original is still fresh at `now_ms` (the same rule as the sidecar's own
-    /// records: age below the lifetime).
+    /// Whether the original is still fresh at `now_ms` (the rule the sidecar's own records
+    /// use too).
     pub fn is_fresh(&self, now_ms: u64) -> bool {
-        let age = self
-            .initial_age_ms
-            .saturating_add(now_ms.saturating_sub(self.validated_at_ms));
-        age < self.lifetime.saturating_mul(1000)
+        let age = http_cache::current_age_ms(self.initial_age_ms, self.validated_at_ms, now_ms);
+        http_cache::is_fresh(age, self.lifetime)
     }
 }
 

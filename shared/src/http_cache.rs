@@ -231,6 +231,17 @@ pub fn initial_age_ms(h: &CachingHeaders<'_>, request_ms: u64, response_ms: u64)
     apparent.max(corrected)
 }
 
+/// A stored response's age at `now_ms` (RFC 9111 4.2.3 `current_age`, in milliseconds): its
+/// age when the origin last confirmed it (at `validated_at_ms`), plus the time since.
+pub fn current_age_ms(initial_age_ms: u64, validated_at_ms: u64, now_ms: u64) -> u64 {
+    initial_age_ms.saturating_add(now_ms.saturating_sub(validated_at_ms))
+}
+
+/// Whether a response of `age_ms` is still fresh for a lifetime of `lifetime_secs`.
+pub fn is_fresh(age_ms: u64, lifetime_secs: u64) -> bool {
+    age_ms < lifetime_secs.saturating_mul(1000)
+}
+
 /// A date in any of the three forms HTTP allows (RFC 9110 5.6.7), to Unix seconds:
 /// `Sun, 06 Nov 1994 08:49:37 GMT` (IMF-fixdate), `Sunday, 06-Nov-94 08:49:37 GMT` (RFC 850,
 /// two-digit years from 1970 to 2069) and `Sun Nov  6 08:49:37 1994` (asctime).

@@ -29,6 +29,7 @@
 //! One encode that answers several slots is one blob under its primary slot and an alias under
 //! each other slot, so the bytes are stored once. The CRC is checked on every read that serves.
 
+use rendition_shared::http_cache;
 use rendition_shared::{CapabilityMask, IndexRecord, KeyId, RECORD_LEN};
 use serde::{Deserialize, Serialize};
 
@@ -100,13 +101,12 @@ impl SourceMeta {
     /// The original's age at `now_ms` (Unix milliseconds), in milliseconds: its age when
     /// confirmed, plus the time since.
     pub fn age_ms(&self, now_ms: u64) -> u64 {
-        self.initial_age_ms
-            .saturating_add(now_ms.saturating_sub(self.validated_at_ms))
+        http_cache::current_age_ms(self.initial_age_ms, self.validated_at_ms, now_ms)
     }
 
     /// Whether the stored original (and so every variant of it) is still fresh at `now_ms`.
     pub fn is_fresh(&self, now_ms: u64) -> bool {
-        self.age_ms(now_ms) < self.lifetime.saturating_mul(1000)
+        http_cache::is_fresh(self.age_ms(now_ms), self.lifetime)
     }
 }
 
