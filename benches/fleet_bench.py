@@ -36,8 +36,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e"))
 from harness import ROOT, SeaweedFS, free_port, request, wait_for  # noqa: E402
+from freshness_bench import cpu_seconds  # noqa: E402  (utime + stime from /proc/PID/stat)
 
-TICK = os.sysconf("SC_CLK_TCK")
 HOST = "bench.example"
 MASK = 0x0A  # AVIF, desktop width: slot 10 (shared/src/mask.rs)
 SLOT = MASK & 0x3F
@@ -72,12 +72,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def stats(port):
