@@ -44,6 +44,20 @@ async fn origin(hosts_seen: Arc<Mutex<Vec<String>>>) -> SocketAddr {
             }),
         )
         .route(
+            // The same bytes at another URL, under another ETag: stored once.
+            "/img/rocket-again.jpg",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "image/jpeg"),
+                        (header::ETAG, "\"again\""),
+                        (header::CACHE_CONTROL, "public, max-age=600"),
+                    ],
+                    common::demo("rocket.jpg"),
+                )
+            }),
+        )
+        .route(
             "/img/private.jpg",
             get(|| async {
                 (
@@ -394,6 +408,68 @@ async fn without_proactive_only_the_requested_slot_is_made() {
         .stored
         .iter()
         .all(|s| s.format() == rendition_shared::ImageFormat::Avif));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_image_at_two_urls_is_stored_once() {
+    let o = origin(Arc::new(Mutex::new(Vec::new()))).await;
+    let sc = sidecar(o, |_| {}).await;
+    let mut served = Vec::new();
+    for path in ["/img/rocket.jpg", "/img/rocket-again.jpg"] {
+        assert_eq!(sc.notify(path, 0x8a).await, StatusCode::ACCEPTED);
+        let e = sc
+            .wait_for(path, |e| e.record.stored.contains(m(0x0a)))
+            .await;
+        let body = sc
+            .client
+            .get(format!("http://{}/v/{}/0a", sc.addr, e.key))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(body.status(), StatusCode::OK);
+        served.push(body.bytes().await.unwrap());
+    }
+    assert_eq!(
+        served[0], served[1],
+        "one decode and encode gives the same bytes"
+    );
+    // Every blob of the second URL points at the first one's bytes.
+    let second = SourceKey::new("shop.example", "/img/rocket-again.jpg")
+        .unwrap()
+        .id();
+    let record = sc.worker.store.record(&second).unwrap().unwrap().0;
+    let mut blobs = std::collections::BTreeMap::new();
+    for slot in record.stored.iter() {
+        let (primary, meta) = sc
+            .worker
+            .store
+            .variant_meta(&second, slot)
+            .unwrap()
+            .unwrap();
+        blobs.insert(primary.bits(), meta.bytes);
+    }
+    let stats = sc.worker.store.stats().unwrap();
+    assert_eq!(
+        (stats.deduplicated_variants, stats.deduplicated_bytes),
+        (blobs.len() as u64, blobs.values().sum::<u64>()),
+        "{blobs:?}"
+    );
+    let metrics = sc
+        .client
+        .get(format!("http://{}/metrics", sc.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "rendition_store_deduplicated_bytes {}",
+            stats.deduplicated_bytes
+        )),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

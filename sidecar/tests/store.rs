@@ -13,6 +13,12 @@ fn m(bits: u32) -> CapabilityMask {
 }
 
 fn variant(primary: u32, also: &[u32], size: usize) -> Outcome {
+    variant_of(primary, also, vec![primary as u8; size])
+}
+
+/// A variant with these bytes (stores keep identical bytes once: tests that need distinct
+/// payloads make them distinct).
+fn variant_of(primary: u32, also: &[u32], bytes: Vec<u8>) -> Outcome {
     let mut slots: SlotSet = also.iter().map(|&b| m(b)).collect();
     slots.insert(m(primary));
     Outcome::Stored(Variant {
@@ -22,7 +28,7 @@ fn variant(primary: u32, also: &[u32], size: usize) -> Outcome {
         height: 320,
         encoded: Encoded {
             codec: Codec::Webp,
-            bytes: vec![primary as u8; size],
+            bytes,
             quality: 75,
             lossless: false,
         },
@@ -85,7 +91,12 @@ fn eviction_keeps_the_store_under_budget_oldest_first() {
     for i in 0..10 {
         let key = SourceKey::new("h", &format!("/{i}.jpg")).unwrap();
         store
-            .put_outcomes(&key, &meta(&key), &[variant(0x09, &[], 5_000)], false)
+            .put_outcomes(
+                &key,
+                &meta(&key),
+                &[variant_of(0x09, &[], vec![i; 5_000])],
+                false,
+            )
             .unwrap();
         store.evict_to_budget().unwrap();
         keys.push(key);
@@ -229,18 +240,219 @@ fn a_corrupted_blob_is_never_served() {
     // Flip one payload byte behind the store's back, through sled itself.
     {
         let db = sled::open(&dir).unwrap();
-        let t = db.open_tree("variants").unwrap();
-        let mut key = k.id().0.to_vec();
-        key.push(0x09);
-        let mut v = t.get(&key).unwrap().unwrap().to_vec();
+        let t = db.open_tree("payloads").unwrap();
+        let (hash, v) = t.first().unwrap().unwrap();
+        let mut v = v.to_vec();
         let last = v.len() - 1;
         v[last] ^= 0xFF;
-        t.insert(&key, v).unwrap();
+        t.insert(&hash, v).unwrap();
         db.flush().unwrap();
     }
     let store = reopen(&dir);
     let err = store.variant(&k.id(), m(0x09)).unwrap_err();
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
+}
+
+#[test]
+fn identical_bytes_under_two_keys_are_stored_once() {
+    let dir = tempdir();
+    let a = SourceKey::new("h", "/a.jpg").unwrap();
+    let b = SourceKey::new("h", "/copy-of-a.jpg").unwrap();
+    let c = SourceKey::new("h", "/c.jpg").unwrap();
+    let same = || variant_of(0x09, &[0x19], vec![7; 6_000]);
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    store.put_outcomes(&a, &meta(&a), &[same()], false).unwrap();
+    let one = store.stats().unwrap();
+    assert!(
+        one.payload_bytes > 6_000 && one.payload_bytes < 7_000,
+        "{one:?}"
+    );
+    assert_eq!((one.deduplicated_bytes, one.deduplicated_variants), (0, 0));
+
+    store.put_outcomes(&b, &meta(&b), &[same()], false).unwrap();
+    store
+        .put_outcomes(
+            &c,
+            &meta(&c),
+            &[variant_of(0x09, &[0x19], vec![8; 6_000])],
+            false,
+        )
+        .unwrap();
+    let three = store.stats().unwrap();
+    let entry = one.payload_bytes - 6_000; // the entry: meta, CRC, hash
+    assert_eq!(
+        three.payload_bytes,
+        one.payload_bytes + entry + (entry + 6_000),
+        "b's bytes are a's; c's are its own"
+    );
+    assert_eq!(
+        (three.deduplicated_bytes, three.deduplicated_variants),
+        (6_000, 1)
+    );
+    for (k, slot, first) in [(&a, 0x19, 7), (&b, 0x09, 7), (&b, 0x19, 7), (&c, 0x09, 8)] {
+        let v = store.variant(&k.id(), m(slot)).unwrap().unwrap();
+        assert_eq!((v.variant.bytes.len(), v.variant.bytes[0]), (6_000, first));
+        assert_eq!(
+            v.source.key,
+            k.to_string(),
+            "each key keeps its own record and meta"
+        );
+    }
+
+    // The shared bytes outlive one key's purge, and go with the last reference.
+    assert!(store.purge(&a.id()).unwrap());
+    let after_a = store.stats().unwrap();
+    assert_eq!(after_a.payload_bytes, three.payload_bytes - entry);
+    assert_eq!(
+        (after_a.deduplicated_bytes, after_a.deduplicated_variants),
+        (0, 0)
+    );
+    assert_eq!(
+        store
+            .variant(&b.id(), m(0x19))
+            .unwrap()
+            .unwrap()
+            .variant
+            .bytes[0],
+        7
+    );
+    assert!(store.purge(&b.id()).unwrap());
+    assert!(store.purge(&c.id()).unwrap());
+    assert_eq!(
+        store.stats().unwrap().payload_bytes,
+        0,
+        "nothing left, nothing counted"
+    );
+
+    // Counters survive a reopen.
+    store.put_outcomes(&a, &meta(&a), &[same()], false).unwrap();
+    store.put_outcomes(&b, &meta(&b), &[same()], false).unwrap();
+    let before = store.stats().unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let store = reopen(&dir);
+    let after = store.stats().unwrap();
+    assert_eq!(
+        (
+            after.payload_bytes,
+            after.deduplicated_bytes,
+            after.deduplicated_variants
+        ),
+        (before.payload_bytes, 6_000, 1)
+    );
+}
+
+#[test]
+fn replacing_or_evicting_a_key_that_shares_bytes_keeps_the_other_whole() {
+    let dir = tempdir();
+    let a = SourceKey::new("h", "/a.jpg").unwrap();
+    let b = SourceKey::new("h", "/b.jpg").unwrap();
+    let store = Store::open(&dir, 1 << 30).unwrap();
+    let shared = || variant_of(0x09, &[], vec![3; 5_000]);
+    store
+        .put_outcomes(&a, &meta(&a), &[shared()], false)
+        .unwrap();
+    store
+        .put_outcomes(&b, &meta(&b), &[shared()], false)
+        .unwrap();
+    // a's original changed: its new variant has other bytes; b still has the old ones.
+    store
+        .put_outcomes(
+            &a,
+            &meta(&a),
+            &[variant_of(0x09, &[], vec![4; 5_000])],
+            true,
+        )
+        .unwrap();
+    let s = store.stats().unwrap();
+    assert_eq!((s.deduplicated_bytes, s.deduplicated_variants), (0, 0));
+    assert_eq!(
+        store
+            .variant(&a.id(), m(0x09))
+            .unwrap()
+            .unwrap()
+            .variant
+            .bytes[0],
+        4
+    );
+    assert_eq!(
+        store
+            .variant(&b.id(), m(0x09))
+            .unwrap()
+            .unwrap()
+            .variant
+            .bytes[0],
+        3
+    );
+
+    // a changes back: shared again, and eviction of the least recently served entry frees
+    // only that entry's meta while the other still points at the bytes.
+    store
+        .put_outcomes(&a, &meta(&a), &[shared()], true)
+        .unwrap();
+    assert_eq!(store.stats().unwrap().deduplicated_variants, 1);
+    drop(store);
+    let store = Store::open(&dir, 1).unwrap();
+    assert_eq!(
+        store.evict_to_budget().unwrap(),
+        2,
+        "both entries had to go"
+    );
+    let s = store.stats().unwrap();
+    assert_eq!(
+        (
+            s.payload_bytes,
+            s.deduplicated_bytes,
+            s.deduplicated_variants
+        ),
+        (0, 0, 0)
+    );
+    assert!(store.variant(&b.id(), m(0x09)).unwrap().is_none());
+}
+
+#[test]
+fn a_store_written_with_inline_blobs_is_still_served_and_purged() {
+    use rendition_sidecar::store::layout::{encode_blob, variant_key, VariantMeta};
+    let dir = tempdir();
+    let k = SourceKey::new("h", "/old.jpg").unwrap();
+    {
+        let store = Store::open(&dir, 1 << 30).unwrap();
+        store
+            .put_outcomes(&k, &meta(&k), &[variant(0x09, &[], 10)], false)
+            .unwrap();
+        store.flush().unwrap();
+    }
+    // Replace the entry with the inline layout older versions wrote, bytes and all.
+    {
+        let db = sled::open(&dir).unwrap();
+        let t = db.open_tree("variants").unwrap();
+        let vm = VariantMeta {
+            content_type: "image/webp".into(),
+            codec: "webp".into(),
+            width: 480,
+            height: 320,
+            bytes: 4,
+            quality: 75,
+            lossless: false,
+            score: None,
+            attempts: 1,
+            class: "photo".into(),
+            slots: 1 << 0x09,
+            source_etag: None,
+            source_last_modified: None,
+            cache_control: None,
+            created: 1,
+        };
+        let key = variant_key(&k.id(), m(0x09));
+        t.insert(key, encode_blob(&vm, &[1, 2, 3, 4]).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = reopen(&dir);
+    let v = store.variant(&k.id(), m(0x09)).unwrap().unwrap();
+    assert_eq!(&v.variant.bytes[..], &[1, 2, 3, 4]);
+    assert!(store.purge(&k.id()).unwrap());
+    assert!(store.variant(&k.id(), m(0x09)).unwrap().is_none());
 }
 
 /// Opens a store just dropped: sled's flusher thread can hold the file lock for a moment

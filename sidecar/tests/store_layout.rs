@@ -6,8 +6,10 @@
 
 use rendition_shared::{CapabilityMask, IndexRecord, KeyId, SlotSet};
 use rendition_sidecar::store::layout::{
-    access_value, blob_crc, decode_entry, decode_record, encode_alias, encode_blob, encode_record,
-    is_blob, lru_key, parse_access, variant_key, Entry, META_BYTES, META_STORE_ID,
+    access_value, blob_crc, content_hash, decode_entry, decode_record, encode_alias, encode_blob,
+    encode_record, encode_shared, entry_crc, is_blob, lru_key, parse_access, parse_refs,
+    refs_value, variant_key, Entry, META_BYTES, META_DEDUPLICATED_BYTES,
+    META_DEDUPLICATED_VARIANTS, META_STORE_ID,
 };
 use rendition_sidecar::store::{SourceMeta, VariantMeta};
 
@@ -40,9 +42,11 @@ fn keys() {
     want.push(0x19);
     assert_eq!(lru_key(258, &key(), m(0x19)).to_vec(), want);
 
-    // `meta`: two fixed names.
+    // `meta`: fixed names.
     assert_eq!(META_STORE_ID, b"store_id");
     assert_eq!(META_BYTES, b"payload_bytes");
+    assert_eq!(META_DEDUPLICATED_BYTES, b"deduplicated_bytes");
+    assert_eq!(META_DEDUPLICATED_VARIANTS, b"deduplicated_variants");
 }
 
 #[test]
@@ -70,7 +74,7 @@ fn alias() {
     assert!(!is_blob(&encode_alias(m(0x09))));
     match decode_entry(&encode_alias(m(0x09))).unwrap() {
         Entry::Alias(p) => assert_eq!(p, m(0x09)),
-        Entry::Blob { .. } => panic!("an alias decoded as a blob"),
+        _ => panic!("an alias decoded as a blob"),
     }
 }
 
@@ -133,8 +137,62 @@ fn blob() {
             assert_eq!(blob_crc(&blob, body_at), crc);
             assert_eq!(&blob[body_at..], &body);
         }
-        Entry::Alias(_) => panic!("a blob decoded as an alias"),
+        _ => panic!("an inline blob decoded as something else"),
     }
+}
+
+/// The JSON of [`small_meta`], in field order.
+const SMALL_META_JSON: &str = concat!(
+    r#"{"content_type":"image/webp","codec":"webp","width":2,"height":1,"bytes":3,"#,
+    r#""quality":75,"lossless":false,"score":71.5,"attempts":2,"class":"photo","#,
+    r#""slots":33554944,"source_etag":"\"v1\"","source_last_modified":null,"#,
+    r#""cache_control":"public, max-age=600","created":1700000000}"#
+);
+
+#[test]
+fn shared_blob() {
+    let body = [0xAA, 0xBB, 0xCC];
+    let (entry, hash) = encode_shared(&small_meta(), &body).unwrap();
+    // The content hash: the first 16 bytes of SHA-256(AA BB CC), the key in `payloads` and
+    // `payload_refs`.
+    let want_hash = [
+        0xfa, 0x22, 0xdf, 0xe1, 0xda, 0x90, 0x13, 0xb3, 0xc1, 0x14, 0x50, 0x40, 0xac, 0xae, 0x90,
+        0x89,
+    ];
+    assert_eq!(hash, want_hash);
+    assert_eq!(content_hash(&body), want_hash);
+    let n = SMALL_META_JSON.len();
+    let mut want = vec![b'R', b'V', 1, 2]; // magic, version 1, kind 2 (shared blob)
+    want.extend_from_slice(&(n as u32).to_le_bytes()); // meta length, little-endian
+    want.extend_from_slice(SMALL_META_JSON.as_bytes()); // the meta
+    let crc = entry_crc(SMALL_META_JSON.as_bytes(), &body);
+    want.extend_from_slice(&crc.to_le_bytes()); // CRC32 of meta + the payload's bytes
+    want.extend_from_slice(&want_hash); // where the bytes are
+    assert_eq!(entry, want);
+    assert_eq!(entry.len(), 28 + 274);
+    assert!(
+        is_blob(&entry),
+        "a shared blob has an LRU entry like an inline one"
+    );
+    match decode_entry(&entry).unwrap() {
+        Entry::Shared {
+            meta,
+            meta_len,
+            crc: stored,
+            hash,
+        } => {
+            assert_eq!(meta, small_meta());
+            assert_eq!((meta_len, stored, hash), (n, crc, want_hash));
+        }
+        _ => panic!("a shared blob decoded as something else"),
+    }
+    // A truncated hash is corrupt, not a shorter key.
+    assert!(decode_entry(&entry[..entry.len() - 1]).is_err());
+
+    // `payload_refs`: how many entries point at the payload, u64 little-endian.
+    assert_eq!(refs_value(3), [3, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(parse_refs(&refs_value(258)), Some(258));
+    assert_eq!(parse_refs(&[1, 2, 3]), None);
 }
 
 #[test]

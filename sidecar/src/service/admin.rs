@@ -85,6 +85,16 @@ fn gauges(w: &AppState) -> Vec<(&'static str, &'static str, u64)> {
             s.payload_bytes,
         ),
         ("store_budget_bytes", "cache_size_bytes.", s.budget_bytes),
+        (
+            "store_deduplicated_bytes",
+            "Bytes not stored again because identical variant bytes already were.",
+            s.deduplicated_bytes,
+        ),
+        (
+            "store_deduplicated_variants",
+            "Stored variants whose bytes another variant had already stored.",
+            s.deduplicated_variants,
+        ),
         ("store_sources", "Sources with a record.", s.sources),
         (
             "index_last_seq",

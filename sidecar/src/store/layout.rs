@@ -11,23 +11,32 @@
 //! | `feed`     | seq (8 BE)                   | key id (16): the latest change of that source; + deletion time (8 BE, Unix s) when the record was deleted |
 //! | `lru`      | tick (8 BE) + key id + slot  | empty: eviction order, oldest first              |
 //! | `access`   | key id + slot                | tick (8 BE) + unix time (8 BE) of the last touch  |
-//! | `meta`     | `store_id`, `payload_bytes`, `compacted_seq` | u64 little-endian each            |
+//! | `payloads` | content hash (16)            | a variant's bytes, as served, stored once however many entries share them |
+//! | `payload_refs` | content hash (16)        | how many `variants` entries point at it (u64 LE)  |
+//! | `meta`     | `store_id`, `payload_bytes`, `compacted_seq`, `deduplicated_bytes`, `deduplicated_variants` | u64 little-endian each |
 //! | `meta`     | `fleet_purge_cursor`         | the shared tier's last purge entry applied (its name, UTF-8) |
 //!
 //! A `variants` value starts with `RV`, the layout version (1) and a kind byte:
 //!
-//! | offset | size | blob (kind 0)                                  | alias (kind 1)                 |
-//! |--------|------|------------------------------------------------|--------------------------------|
-//! | 0      | 2    | `RV`                                           | `RV`                           |
-//! | 2      | 1    | version `1`                                    | version `1`                    |
-//! | 3      | 1    | kind `0`                                       | kind `1`                       |
-//! | 4      | 4    | meta length `n`, u32 little-endian             | (1) the primary slot it points at |
-//! | 8      | n    | [`VariantMeta`] as JSON                        |                                |
-//! | 8 + n  | 4    | CRC32 of the meta JSON and the bytes, u32 LE   |                                |
-//! | 12 + n | rest | the variant's bytes, as served                 |                                |
+//! | offset | size | shared blob (kind 2, written) | blob (kind 0, read only)   | alias (kind 1)      |
+//! |--------|------|-------------------------------|----------------------------|---------------------|
+//! | 0      | 2    | `RV`                          | `RV`                       | `RV`                |
+//! | 2      | 1    | version `1`                   | version `1`                | version `1`         |
+//! | 3      | 1    | kind `2`                      | kind `0`                   | kind `1`            |
+//! | 4      | 4    | meta length `n`, u32 LE       | meta length `n`, u32 LE    | (1) the primary slot it points at |
+//! | 8      | n    | [`VariantMeta`] as JSON       | [`VariantMeta`] as JSON    |                     |
+//! | 8 + n  | 4    | CRC32 of the meta JSON and the variant's bytes, u32 LE | the same |            |
+//! | 12 + n | 16   | content hash: the key of the bytes in `payloads` | the variant's bytes (rest) |  |
 //!
-//! One encode that answers several slots is one blob under its primary slot and an alias under
-//! each other slot, so the bytes are stored once. The CRC is checked on every read that serves.
+//! Bytes are stored once at two levels. One encode that answers several slots is one blob under
+//! its primary slot and an alias under each other slot. And blobs whose bytes are identical
+//! (the same image at two URLs, or under two ETags, or two sources whose encodes came out the
+//! same) share one `payloads` entry, counted in `payload_refs` and removed with its last
+//! reference. The content hash is the first 128 bits of the bytes' SHA-256: a collision needs
+//! about 2^64 stored variants. The CRC, over the entry's meta and the payload, is checked on
+//! every read that serves, so a payload that is not the one the entry was written with is
+//! never served. Kind 0 (bytes inline) is what stores written before sharing hold; it is read
+//! and removed as before, never written.
 
 use rendition_shared::http_cache;
 use rendition_shared::{CapabilityMask, IndexRecord, KeyId, RECORD_LEN};
@@ -142,11 +151,17 @@ pub const MAGIC: &[u8; 2] = b"RV";
 pub const VERSION: u8 = 1;
 pub const KIND_BLOB: u8 = 0;
 pub const KIND_ALIAS: u8 = 1;
+pub const KIND_SHARED: u8 = 2;
 /// Keys of the `meta` tree.
 pub const META_STORE_ID: &[u8] = b"store_id";
 pub const META_BYTES: &[u8] = b"payload_bytes";
 /// The highest sequence of a deletion no longer in the feed (`FeedPage::compacted_seq`).
 pub const META_COMPACTED_SEQ: &[u8] = b"compacted_seq";
+/// Bytes not stored because an identical payload already was (sum over payloads of
+/// (references - 1) x size).
+pub const META_DEDUPLICATED_BYTES: &[u8] = b"deduplicated_bytes";
+/// Blobs whose bytes another blob already stored (sum over payloads of references - 1).
+pub const META_DEDUPLICATED_VARIANTS: &[u8] = b"deduplicated_variants";
 /// The last purge-log entry of the shared tier applied here (its object name, UTF-8).
 pub const META_FLEET_PURGE_CURSOR: &[u8] = b"fleet_purge_cursor";
 
@@ -172,7 +187,9 @@ pub fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }
 
-/// A blob: the encoded variant with its metadata and checksum.
+/// An inline blob (kind 0): the variant's metadata, checksum and bytes in one value. Stores
+/// no longer write it (they write [`encode_shared`]); it stays so that the golden test pins
+/// what older stores hold, and tests can write one.
 pub fn encode_blob(meta: &VariantMeta, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     let meta_json = serde_json::to_vec(meta).map_err(|e| corrupt(e.to_string()))?;
     let mut crc = crc32fast::Hasher::new();
@@ -188,15 +205,80 @@ pub fn encode_blob(meta: &VariantMeta, bytes: &[u8]) -> Result<Vec<u8>, StoreErr
     Ok(v)
 }
 
+/// The key of a payload in `payloads` and `payload_refs`: the first 128 bits of the SHA-256
+/// of the variant's bytes.
+pub type ContentHash = [u8; 16];
+
+pub fn content_hash(bytes: &[u8]) -> ContentHash {
+    use sha2::{Digest, Sha256};
+    let mut hash = [0u8; 16];
+    hash.copy_from_slice(&Sha256::digest(bytes)[..16]);
+    hash
+}
+
+/// The CRC32 an entry carries: over its meta JSON, then the variant's bytes.
+pub fn entry_crc(meta_json: &[u8], bytes: &[u8]) -> u32 {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(meta_json);
+    crc.update(bytes);
+    crc.finalize()
+}
+
+/// A shared blob: the variant's metadata and checksum, and the content hash under which its
+/// bytes are in `payloads` (stored there by the caller, once for every entry that shares them).
+pub fn encode_shared(
+    meta: &VariantMeta,
+    bytes: &[u8],
+) -> Result<(Vec<u8>, ContentHash), StoreError> {
+    let meta_json = serde_json::to_vec(meta).map_err(|e| corrupt(e.to_string()))?;
+    let hash = content_hash(bytes);
+    let mut v = Vec::with_capacity(28 + meta_json.len());
+    v.extend_from_slice(MAGIC);
+    v.extend_from_slice(&[VERSION, KIND_SHARED]);
+    v.extend_from_slice(&(meta_json.len() as u32).to_le_bytes());
+    v.extend_from_slice(&meta_json);
+    v.extend_from_slice(&entry_crc(&meta_json, bytes).to_le_bytes());
+    v.extend_from_slice(&hash);
+    Ok((v, hash))
+}
+
+/// A `payload_refs` value: how many entries share the payload.
+pub fn refs_value(refs: u64) -> [u8; 8] {
+    refs.to_le_bytes()
+}
+
+pub fn parse_refs(v: &[u8]) -> Option<u64> {
+    v.try_into().ok().map(u64::from_le_bytes)
+}
+
 /// A `variants` value, decoded.
 pub enum Entry {
+    /// Bytes inline (stores written before payloads were shared).
     Blob {
         meta: VariantMeta,
         /// Offset of the variant's bytes in the value.
         body_at: usize,
         crc: u32,
     },
+    /// Bytes in `payloads` under `hash`.
+    Shared {
+        meta: VariantMeta,
+        /// The meta JSON's length (it is at offset 8): the CRC covers it.
+        meta_len: usize,
+        crc: u32,
+        hash: ContentHash,
+    },
     Alias(CapabilityMask),
+}
+
+impl Entry {
+    /// The metadata of a blob of either kind; None for an alias.
+    pub fn meta(&self) -> Option<&VariantMeta> {
+        match self {
+            Entry::Blob { meta, .. } | Entry::Shared { meta, .. } => Some(meta),
+            Entry::Alias(_) => None,
+        }
+    }
 }
 
 pub fn decode_entry(v: &[u8]) -> Result<Entry, StoreError> {
@@ -207,7 +289,7 @@ pub fn decode_entry(v: &[u8]) -> Result<Entry, StoreError> {
         KIND_ALIAS => CapabilityMask::from_bits(u32::from(v[4]))
             .map(Entry::Alias)
             .map_err(|e| corrupt(format!("alias slot: {e}"))),
-        KIND_BLOB => {
+        kind @ (KIND_BLOB | KIND_SHARED) => {
             let len = u32::from_le_bytes(
                 v.get(4..8)
                     .ok_or_else(|| corrupt("blob meta length"))?
@@ -221,10 +303,22 @@ pub fn decode_entry(v: &[u8]) -> Result<Entry, StoreError> {
             let crc = u32::from_le_bytes(crc_bytes.try_into().map_err(|_| corrupt("crc"))?);
             let meta: VariantMeta = serde_json::from_slice(meta_json)
                 .map_err(|e| corrupt(format!("blob meta: {e}")))?;
-            Ok(Entry::Blob {
+            if kind == KIND_BLOB {
+                return Ok(Entry::Blob {
+                    meta,
+                    body_at: 12 + len,
+                    crc,
+                });
+            }
+            let hash: ContentHash = match v.get(12 + len..) {
+                Some(h) if h.len() == 16 => h.try_into().map_err(|_| corrupt("content hash"))?,
+                _ => return Err(corrupt("content hash")),
+            };
+            Ok(Entry::Shared {
                 meta,
-                body_at: 12 + len,
+                meta_len: len,
                 crc,
+                hash,
             })
         }
         k => Err(corrupt(format!("variant kind {k}"))),
@@ -282,17 +376,15 @@ pub fn encode_alias(primary: CapabilityMask) -> [u8; 5] {
     ]
 }
 
-/// Whether a `variants` value is a blob (it holds payload bytes) rather than an alias.
+/// Whether a `variants` value is a blob of either kind (it has bytes, inline or shared, and an
+/// LRU entry) rather than an alias.
 pub fn is_blob(value: &[u8]) -> bool {
-    value.get(3) == Some(&KIND_BLOB)
+    matches!(value.get(3), Some(&KIND_BLOB) | Some(&KIND_SHARED))
 }
 
-/// The CRC32 a blob must carry, over its meta JSON and its bytes.
+/// The CRC32 an inline blob must carry, over its meta JSON and its bytes.
 pub fn blob_crc(value: &[u8], body_at: usize) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&value[8..body_at - 4]);
-    hasher.update(&value[body_at..]);
-    hasher.finalize()
+    entry_crc(&value[8..body_at - 4], &value[body_at..])
 }
 
 /// An `access` value: the LRU tick and the wall-clock second of the last touch.

@@ -10,7 +10,9 @@
 //! served. The change feed keeps one entry per source (its newest), so `/index?since=0` is
 //! bounded by the number of sources, not by history. The byte budget (`cache_size_bytes`)
 //! counts payload bytes (variant bytes + metadata) and evicts the least recently served variant
-//! first.
+//! first. Identical variant bytes are stored once (`layout`: payloads by content hash), so
+//! the same image under two URLs or two ETags costs its bytes once; `StoreStats` says how much
+//! that saved.
 
 pub mod hot;
 pub mod layout;
@@ -19,8 +21,9 @@ use crate::pipeline::{Outcome, Variant};
 use hot::{HotVariants, DEFAULT_BUDGET_BYTES};
 use layout::{
     access_value, blob_crc, corrupt, decode_entry, decode_feed_value, decode_record, encode_alias,
-    encode_blob, encode_feed_value, encode_record, is_blob, lru_key, parse_access, variant_key,
-    Entry, META_BYTES, META_COMPACTED_SEQ, META_FLEET_PURGE_CURSOR, META_STORE_ID,
+    encode_feed_value, encode_record, encode_shared, entry_crc, is_blob, lru_key, parse_access,
+    parse_refs, refs_value, variant_key, ContentHash, Entry, META_BYTES, META_COMPACTED_SEQ,
+    META_DEDUPLICATED_BYTES, META_DEDUPLICATED_VARIANTS, META_FLEET_PURGE_CURSOR, META_STORE_ID,
 };
 pub use layout::{ServedVariant, SourceMeta, StoreError, StoredVariant, VariantMeta};
 use rendition_shared::{
@@ -41,6 +44,35 @@ pub struct StoreStats {
     pub budget_bytes: u64,
     pub sources: u64,
     pub last_seq: u64,
+    /// Bytes not stored again because identical bytes already were (content hash).
+    pub deduplicated_bytes: u64,
+    /// Stored variants whose bytes another variant had already stored.
+    pub deduplicated_variants: u64,
+}
+
+/// What one change did to the byte counters (kept in `meta` and in memory).
+#[derive(Clone, Copy, Debug, Default)]
+struct Delta {
+    /// Payload bytes: entries plus `payloads` (what `cache_size_bytes` bounds).
+    bytes: i64,
+    deduplicated_bytes: i64,
+    deduplicated_variants: i64,
+}
+
+impl std::ops::AddAssign for Delta {
+    fn add_assign(&mut self, o: Delta) {
+        self.bytes += o.bytes;
+        self.deduplicated_bytes += o.deduplicated_bytes;
+        self.deduplicated_variants += o.deduplicated_variants;
+    }
+}
+
+impl std::ops::SubAssign for Delta {
+    fn sub_assign(&mut self, o: Delta) {
+        self.bytes -= o.bytes;
+        self.deduplicated_bytes -= o.deduplicated_bytes;
+        self.deduplicated_variants -= o.deduplicated_variants;
+    }
 }
 
 pub struct Store {
@@ -50,10 +82,14 @@ pub struct Store {
     feed: Tree,
     lru: Tree,
     access: Tree,
+    payloads: Tree,
+    payload_refs: Tree,
     meta: Tree,
     budget: u64,
     store_id: u64,
     payload_bytes: AtomicU64,
+    deduplicated_bytes: AtomicU64,
+    deduplicated_variants: AtomicU64,
     /// Renewals (`Store::renew`) since the store opened.
     renewals: AtomicU64,
     /// Verified variants served recently, answered without sled (crate::hot_variants).
@@ -114,23 +150,30 @@ impl Store {
                 id
             }
         };
-        let payload = match meta.get(META_BYTES)? {
-            Some(v) if v.len() == 8 => {
-                u64::from_le_bytes(v.as_ref().try_into().map_err(|_| corrupt("bytes"))?)
-            }
-            _ => 0,
+        let counter = |name: &[u8]| -> Result<u64, StoreError> {
+            Ok(meta
+                .get(name)?
+                .and_then(|v| v.as_ref().try_into().ok().map(u64::from_le_bytes))
+                .unwrap_or(0))
         };
+        let payload = counter(META_BYTES)?;
+        let deduplicated_bytes = counter(META_DEDUPLICATED_BYTES)?;
+        let deduplicated_variants = counter(META_DEDUPLICATED_VARIANTS)?;
         Ok(Store {
             variants: db.open_tree("variants")?,
             records: db.open_tree("records")?,
             feed: db.open_tree("feed")?,
             lru: db.open_tree("lru")?,
             access: db.open_tree("access")?,
+            payloads: db.open_tree("payloads")?,
+            payload_refs: db.open_tree("payload_refs")?,
             meta,
             db,
             budget,
             store_id,
             payload_bytes: AtomicU64::new(payload),
+            deduplicated_bytes: AtomicU64::new(deduplicated_bytes),
+            deduplicated_variants: AtomicU64::new(deduplicated_variants),
             renewals: AtomicU64::new(0),
             hot: HotVariants::new(DEFAULT_BUDGET_BYTES, ACCESS_GRANULARITY_SECS),
         })
@@ -162,7 +205,7 @@ impl Store {
         let id = key.id();
         let seq = self.db.generate_id()? + 1;
         let now = now_secs();
-        let mut blobs: Vec<(&Variant, Vec<u8>)> = Vec::new();
+        let mut blobs: Vec<(&Variant, Vec<u8>, ContentHash)> = Vec::new();
         for o in outcomes {
             if let Outcome::Stored(v) = o {
                 let meta = VariantMeta {
@@ -182,7 +225,8 @@ impl Store {
                     cache_control: source.cache_control.clone(),
                     created: now,
                 };
-                blobs.push((v, encode_blob(&meta, &v.encoded.bytes)?));
+                let (entry, hash) = encode_shared(&meta, &v.encoded.bytes)?;
+                blobs.push((v, entry, hash));
             }
         }
         self.change(|tx| {
@@ -192,6 +236,7 @@ impl Store {
                 feed,
                 lru,
                 access,
+                ..
             } = *tx;
             let (mut record, mut smeta) = match records.get(id.0)? {
                 Some(v) => match decode_record(&v) {
@@ -200,21 +245,22 @@ impl Store {
                 },
                 None => (IndexRecord::default(), SourceMeta::default()),
             };
-            let mut delta: i64 = 0;
+            let mut delta = Delta::default();
             if replace {
                 for s in SlotSet::ALL.iter() {
-                    delta -= remove_slot(variants, lru, access, &id, s)?;
+                    delta -= remove_slot(tx, &id, s)?;
                 }
                 record.stored = SlotSet::EMPTY;
                 record.lost = SlotSet::EMPTY;
                 smeta.lost_reasons.clear();
             }
-            for (v, blob) in &blobs {
+            for (v, entry, hash) in &blobs {
                 for slot in v.slots.iter() {
-                    delta -= remove_slot(variants, lru, access, &id, slot)?;
+                    delta -= remove_slot(tx, &id, slot)?;
                 }
-                variants.insert(&variant_key(&id, v.primary), blob.as_slice())?;
-                delta += blob.len() as i64;
+                delta += add_payload(tx, hash, &v.encoded.bytes)?;
+                variants.insert(&variant_key(&id, v.primary), entry.as_slice())?;
+                delta.bytes += entry.len() as i64;
                 for slot in v.slots.iter().filter(|s| *s != v.primary) {
                     variants.insert(&variant_key(&id, slot), &encode_alias(v.primary)[..])?;
                 }
@@ -259,20 +305,14 @@ impl Store {
         let seq = self.db.generate_id()? + 1;
         let now = now_secs();
         self.change(|tx| {
-            let Tx {
-                variants,
-                records,
-                feed,
-                lru,
-                access,
-            } = *tx;
+            let Tx { records, feed, .. } = *tx;
             let old = match records.get(id.0)? {
                 Some(v) => decode_record(&v).map(|(r, _)| r.seq).unwrap_or(0),
                 None => 0,
             };
-            let mut delta = 0;
+            let mut delta = Delta::default();
             for s in SlotSet::ALL.iter() {
-                delta -= remove_slot(variants, lru, access, &id, s)?;
+                delta -= remove_slot(tx, &id, s)?;
             }
             let record = IndexRecord {
                 refused: true,
@@ -392,14 +432,34 @@ impl Store {
                 None => return Ok(None),
             };
         }
-        let Entry::Blob { meta, body_at, crc } = decode_entry(&value)? else {
-            return Err(corrupt("alias points at an alias"));
+        let (meta, bytes, crc, ok) = match decode_entry(&value)? {
+            Entry::Shared {
+                meta,
+                meta_len,
+                crc,
+                hash,
+            } => {
+                let Some(payload) = self.payloads.get(hash)? else {
+                    return Err(corrupt(format!("payload missing for {key}/{primary:x}")));
+                };
+                let ok = entry_crc(&value[8..8 + meta_len], &payload) == crc;
+                (meta, bytes::Bytes::from_owner(payload), crc, ok)
+            }
+            Entry::Blob { meta, body_at, crc } => {
+                let ok = blob_crc(&value, body_at) == crc;
+                (
+                    meta,
+                    bytes::Bytes::from_owner(value).slice(body_at..),
+                    crc,
+                    ok,
+                )
+            }
+            Entry::Alias(_) => return Err(corrupt("alias points at an alias")),
         };
-        if blob_crc(&value, body_at) != crc || (value.len() - body_at) as u64 != meta.bytes {
+        if !ok || bytes.len() as u64 != meta.bytes {
             return Err(corrupt(format!("checksum mismatch for {key}/{primary:x}")));
         }
         self.touch(key, primary);
-        let bytes = bytes::Bytes::from_owner(value).slice(body_at..);
         Ok(Some(StoredVariant { meta, bytes, crc }))
     }
 
@@ -418,7 +478,9 @@ impl Store {
             value = self.variants.get(variant_key(key, p))?;
         }
         match value.as_deref().map(decode_entry).transpose()? {
-            Some(Entry::Blob { meta, .. }) => Ok(Some((primary, meta))),
+            Some(Entry::Blob { meta, .. } | Entry::Shared { meta, .. }) => {
+                Ok(Some((primary, meta)))
+            }
             Some(Entry::Alias(_)) => Err(corrupt("alias points at an alias")),
             None => Ok(None),
         }
@@ -483,21 +545,22 @@ impl Store {
                 records,
                 feed,
                 lru,
-                access,
+                ..
             } = *tx;
             lru.remove(lru_entry)?;
             let slots = match variants.get(variant_key(id, primary))? {
                 Some(v) => match decode_entry(&v) {
-                    Ok(Entry::Blob { meta, .. }) => {
-                        SlotSet::from_bits(meta.slots).unwrap_or_default()
-                    }
-                    _ => SlotSet::EMPTY,
+                    Ok(entry) => entry
+                        .meta()
+                        .and_then(|m| SlotSet::from_bits(m.slots))
+                        .unwrap_or_default(),
+                    Err(_) => SlotSet::EMPTY,
                 },
-                None => return Ok(0), // already gone: a stale LRU entry
+                None => return Ok(Delta::default()), // already gone: a stale LRU entry
             };
-            let mut delta = 0;
+            let mut delta = Delta::default();
             for s in slots.iter().chain(std::iter::once(primary)) {
-                delta -= remove_slot(variants, lru, access, id, s)?;
+                delta -= remove_slot(tx, id, s)?;
             }
             if let Some(v) = records.get(id.0)? {
                 let (mut record, smeta) = match decode_record(&v) {
@@ -522,16 +585,10 @@ impl Store {
         };
         let seq = self.db.generate_id()? + 1;
         self.change(|tx| {
-            let Tx {
-                variants,
-                records,
-                feed,
-                lru,
-                access,
-            } = *tx;
-            let mut delta = 0;
+            let Tx { records, feed, .. } = *tx;
+            let mut delta = Delta::default();
             for s in SlotSet::ALL.iter() {
-                delta -= remove_slot(variants, lru, access, id, s)?;
+                delta -= remove_slot(tx, id, s)?;
             }
             let tomb = IndexRecord {
                 seq,
@@ -719,6 +776,8 @@ impl Store {
             budget_bytes: self.budget,
             sources: self.records.len() as u64,
             last_seq: self.last_seq()?,
+            deduplicated_bytes: self.deduplicated_bytes.load(Ordering::Relaxed),
+            deduplicated_variants: self.deduplicated_variants.load(Ordering::Relaxed),
         })
     }
 
@@ -743,49 +802,59 @@ impl Store {
         Ok(())
     }
 
-    /// Runs one change across all trees as a single sled transaction. `f` returns the payload
-    /// byte delta; the persisted counter and the in-memory one are updated with it, so no
-    /// change can forget them.
-    fn change(&self, f: impl Fn(&Tx<'_>) -> TxResult<i64>) -> Result<(), StoreError> {
+    /// Runs one change across all trees as a single sled transaction. `f` returns what it did
+    /// to the byte counters; the persisted counters and the in-memory ones are updated with it,
+    /// so no change can forget them.
+    fn change(&self, f: impl Fn(&Tx<'_>) -> TxResult<Delta>) -> Result<(), StoreError> {
         let trees = (
             &self.variants,
             &self.records,
             &self.feed,
             &self.lru,
             &self.access,
+            &self.payloads,
+            &self.payload_refs,
             &self.meta,
         );
-        let delta = flatten(
-            trees.transaction(|(variants, records, feed, lru, access, meta)| {
+        let delta = flatten(trees.transaction(
+            |(variants, records, feed, lru, access, payloads, payload_refs, meta)| {
                 let delta = f(&Tx {
                     variants,
                     records,
                     feed,
                     lru,
                     access,
+                    payloads,
+                    payload_refs,
                 })?;
-                add_bytes(meta, delta)?;
+                add_to_counter(meta, META_BYTES, delta.bytes)?;
+                add_to_counter(meta, META_DEDUPLICATED_BYTES, delta.deduplicated_bytes)?;
+                add_to_counter(
+                    meta,
+                    META_DEDUPLICATED_VARIANTS,
+                    delta.deduplicated_variants,
+                )?;
                 Ok(delta)
-            }),
-        )?;
+            },
+        ))?;
         self.hot.invalidate();
-        self.apply_delta(delta);
+        apply(&self.payload_bytes, delta.bytes);
+        apply(&self.deduplicated_bytes, delta.deduplicated_bytes);
+        apply(&self.deduplicated_variants, delta.deduplicated_variants);
         Ok(())
     }
+}
 
-    fn apply_delta(&self, delta: i64) {
-        if delta >= 0 {
-            self.payload_bytes
-                .fetch_add(delta as u64, Ordering::Relaxed);
+/// Adds a signed delta to an in-memory counter, never below zero.
+fn apply(counter: &AtomicU64, delta: i64) {
+    let d = delta.unsigned_abs();
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(if delta >= 0 {
+            v.saturating_add(d)
         } else {
-            let d = delta.unsigned_abs();
-            let _ = self
-                .payload_bytes
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                    Some(v.saturating_sub(d))
-                });
-        }
-    }
+            v.saturating_sub(d)
+        })
+    });
 }
 
 /// The trees a change may touch (the byte counter in `meta` is `Store::change`'s job).
@@ -796,27 +865,85 @@ struct Tx<'a> {
     feed: &'a TransactionalTree,
     lru: &'a TransactionalTree,
     access: &'a TransactionalTree,
+    payloads: &'a TransactionalTree,
+    payload_refs: &'a TransactionalTree,
 }
 
-/// Removes one slot's entry (and, for a blob, its LRU entries); returns the bytes freed.
-fn remove_slot(
-    variants: &TransactionalTree,
-    lru: &TransactionalTree,
-    access: &TransactionalTree,
-    id: &KeyId,
-    slot: CapabilityMask,
-) -> TxResult<i64> {
+/// Removes one slot's entry (and, for a blob, its LRU entries and its reference to a shared
+/// payload); returns what that freed (subtract it).
+fn remove_slot(tx: &Tx<'_>, id: &KeyId, slot: CapabilityMask) -> TxResult<Delta> {
     let vk = variant_key(id, slot);
-    let Some(old) = variants.remove(&vk)? else {
-        return Ok(0);
+    let Some(old) = tx.variants.remove(&vk)? else {
+        return Ok(Delta::default());
     };
-    if is_blob(&old) {
-        if let Some((tick, _)) = access.remove(&vk)?.and_then(|v| parse_access(&v)) {
-            lru.remove(&lru_key(tick, id, slot))?;
-        }
-        return Ok(old.len() as i64);
+    if !is_blob(&old) {
+        return Ok(Delta::default());
     }
-    Ok(0)
+    if let Some((tick, _)) = tx.access.remove(&vk)?.and_then(|v| parse_access(&v)) {
+        tx.lru.remove(&lru_key(tick, id, slot))?;
+    }
+    let mut freed = Delta {
+        bytes: old.len() as i64,
+        ..Delta::default()
+    };
+    if let Ok(Entry::Shared { hash, .. }) = decode_entry(&old) {
+        freed += drop_payload_ref(tx, &hash)?;
+    }
+    Ok(freed)
+}
+
+/// Stores `bytes` under their content hash, or counts one more reference when they already
+/// are there; returns what that added.
+fn add_payload(tx: &Tx<'_>, hash: &ContentHash, bytes: &[u8]) -> TxResult<Delta> {
+    let refs = tx
+        .payload_refs
+        .get(hash)?
+        .and_then(|v| parse_refs(&v))
+        .unwrap_or(0);
+    // A reference count without its payload (never written so) is repaired, not trusted.
+    let stored = refs > 0 && tx.payloads.get(hash)?.is_some();
+    tx.payload_refs.insert(
+        &hash[..],
+        &refs_value(if stored { refs + 1 } else { 1 })[..],
+    )?;
+    if stored {
+        return Ok(Delta {
+            bytes: 0,
+            deduplicated_bytes: bytes.len() as i64,
+            deduplicated_variants: 1,
+        });
+    }
+    tx.payloads.insert(&hash[..], bytes)?;
+    Ok(Delta {
+        bytes: bytes.len() as i64,
+        ..Delta::default()
+    })
+}
+
+/// Drops one reference to a payload, and the payload with its last one; returns what that
+/// freed.
+fn drop_payload_ref(tx: &Tx<'_>, hash: &ContentHash) -> TxResult<Delta> {
+    let refs = tx
+        .payload_refs
+        .get(hash)?
+        .and_then(|v| parse_refs(&v))
+        .unwrap_or(0);
+    if refs > 1 {
+        tx.payload_refs
+            .insert(&hash[..], &refs_value(refs - 1)[..])?;
+        let size = tx.payloads.get(hash)?.map_or(0, |p| p.len() as i64);
+        return Ok(Delta {
+            bytes: 0,
+            deduplicated_bytes: size,
+            deduplicated_variants: 1,
+        });
+    }
+    tx.payload_refs.remove(&hash[..])?;
+    let size = tx.payloads.remove(&hash[..])?.map_or(0, |p| p.len() as i64);
+    Ok(Delta {
+        bytes: size,
+        ..Delta::default()
+    })
 }
 
 /// Writes a source's record (already carrying its new sequence number) and moves the source's
@@ -839,9 +966,12 @@ fn publish(
     Ok(())
 }
 
-fn add_bytes(meta: &TransactionalTree, delta: i64) -> TxResult<()> {
+fn add_to_counter(meta: &TransactionalTree, name: &[u8], delta: i64) -> TxResult<()> {
+    if delta == 0 {
+        return Ok(());
+    }
     let current = meta
-        .get(META_BYTES)?
+        .get(name)?
         .and_then(|v| v.as_ref().try_into().ok().map(u64::from_le_bytes))
         .unwrap_or(0);
     let next = if delta >= 0 {
@@ -849,7 +979,7 @@ fn add_bytes(meta: &TransactionalTree, delta: i64) -> TxResult<()> {
     } else {
         current.saturating_sub(delta.unsigned_abs())
     };
-    meta.insert(META_BYTES, &next.to_le_bytes())?;
+    meta.insert(name, &next.to_le_bytes())?;
     Ok(())
 }
 
