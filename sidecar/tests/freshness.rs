@@ -453,6 +453,46 @@ async fn a_refused_source_is_tried_again_when_its_validators_change() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_refused_on_its_headers_is_tried_again_once_the_origin_allows_it() {
+    let origin = Origin::default();
+    // Refused before its bytes are read: no hash, no validators stored to compare with.
+    origin.set(
+        "/p.jpg",
+        Answer::image(common::demo("rocket.jpg"), "\"v1\"", "private, max-age=600"),
+    );
+    let sc = sidecar("refused-headers", origin.serve().await, |_| {}).await;
+    assert_eq!(sc.notify_slot("/p.jpg").await, StatusCode::ACCEPTED);
+    sc.wait_until(
+        "the refusal",
+        |s| matches!(s.state.store.record(&id("/p.jpg")), Ok(Some((r, _))) if r.refused),
+    )
+    .await;
+    let (_, meta) = sc.state.store.record(&id("/p.jpg")).unwrap().unwrap();
+    assert!(
+        meta.refused
+            .as_deref()
+            .unwrap_or_default()
+            .contains("private"),
+        "{meta:?}"
+    );
+    // The origin makes it public; the filter's next notify carries its validator.
+    origin.set(
+        "/p.jpg",
+        Answer::image(common::demo("rocket.jpg"), "\"v2\"", "public, max-age=600"),
+    );
+    let (_, text) = sc
+        .notify(serde_json::json!({"host": "shop.example", "path": "/p.jpg", "mask": SLOT, "etag": "\"v2\""}))
+        .await;
+    assert!(text.contains("revalidating with the origin"), "{text}");
+    sc.wait_until("the refusal to be lifted and the variant made", |s| {
+        matches!(s.state.store.record(&id("/p.jpg")), Ok(Some((r, _))) if !r.refused && !r.stored.is_empty())
+    })
+    .await;
+    let (_, meta) = sc.state.store.record(&id("/p.jpg")).unwrap().unwrap();
+    assert_eq!(meta.etag.as_deref(), Some("\"v2\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_transform_and_vary_are_refused_with_their_reason() {
     let origin = Origin::default();
     let rocket = common::demo("rocket.jpg");

@@ -25,7 +25,7 @@ use crate::origin::{FetchError, Fetched, OriginCaching, Revalidated};
 use crate::store::SourceMeta;
 use rendition_shared::http_cache::{freshness_lifetime, initial_age_ms, may_transform};
 use rendition_shared::wire::Requested;
-use rendition_shared::{CapabilityMask, KeyId, SourceKey};
+use rendition_shared::{CapabilityMask, IndexRecord, KeyId, SourceKey};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -159,7 +159,9 @@ pub async fn revalidate(state: &Arc<AppState>, id: KeyId) -> Outcome {
             }
             renew(state, &key, &updated, request_ms, response_ms, None)
         }
-        Ok(Revalidated::Modified(fetched)) if !is_new_original(&meta, &fetched) => {
+        Ok(Revalidated::Modified(fetched))
+            if !is_new_original(&meta, &fetched) && !refused_unread(&record, &meta) =>
+        {
             let hash = source_hash(&fetched.bytes);
             renew(
                 state,
@@ -212,6 +214,13 @@ pub async fn revalidate(state: &Arc<AppState>, id: KeyId) -> Outcome {
             Outcome::Failed(e.to_string())
         }
     }
+}
+
+/// A source refused on the origin's response headers alone (`private`, `no-transform`, over
+/// the size limit): its bytes were never read, so there is nothing to compare with, and an
+/// answer the origin now lets us read is a new original to us.
+fn refused_unread(record: &IndexRecord, meta: &SourceMeta) -> bool {
+    record.refused && meta.source_hash.is_none()
 }
 
 fn renew(
