@@ -585,6 +585,15 @@ def ef_sync_json() -> str:
     return ext["typed_config"]["config"]["configuration"]["value"]
 
 
+def demo_image_regex() -> str:
+    routes = hcm_of(demo_config())["route_config"]["virtual_hosts"][0]["routes"]
+    return next(r["match"]["safe_regex"]["regex"] for r in routes if r.get("name") == "rendition_image")
+
+
+def hcm_of(cfg: dict) -> dict:
+    return cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
 def check_envoyfilter_configs_in_envoy() -> str:
     must_accept(ef_filter_json(), "EnvoyFilter rendition-filter configuration")
     must_accept(ef_sync_json(), "EnvoyFilter rendition-index-sync configuration")
@@ -597,14 +606,26 @@ def check_envoyfilter_configs_in_envoy() -> str:
     hcm["http_filters"] = [filt] + [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.wasm"]
     clusters = [c["patch"]["value"] for c in one("EnvoyFilter", "rendition-clusters")["spec"]["configPatches"]]
     cfg["static_resources"]["clusters"] = copy.deepcopy(clusters)
-    route = one("EnvoyFilter", "rendition-hit-route")["spec"]["configPatches"][0]["patch"]["value"]
+    routes = [p["patch"]["value"] for p in one("EnvoyFilter", "rendition-hit-route")["spec"]["configPatches"]]
+    # Scoped like envoy/envoy.yaml: the filter off in the chain, on in the two image routes
+    # (by its name in the chain), which match the shipped config's image paths.
+    if not filt.get("disabled"):
+        fail("EnvoyFilter rendition-filter: the filter must be `disabled: true` (the image routes enable it)")
+    shipped_regex = demo_image_regex()
+    for r in routes:
+        if filt["name"] not in r.get("typed_per_filter_config", {}):
+            fail(f"EnvoyFilter route {r['name']}: typed_per_filter_config must enable {filt['name']!r}")
+        if r["match"].get("safe_regex", {}).get("regex") != shipped_regex:
+            fail(f"EnvoyFilter route {r['name']}: image paths differ from envoy/envoy.yaml's {shipped_regex!r}")
+    names = {r["name"] for r in routes}
     vh = hcm["route_config"]["virtual_hosts"][0]
-    vh["routes"] = [copy.deepcopy(route)] + [r for r in vh["routes"] if r.get("name") != "rendition_hit"]
+    vh["routes"] = copy.deepcopy(routes) + [r for r in vh["routes"] if r.get("name") not in names]
     set_wasm_filename(cfg, str(WASM))
     ok, out = envoy_validate(cfg)
     if not ok:
         fail(f"the EnvoyFilter patches as an Envoy config: {envoy_error(out)}")
-    return "filter and index_sync JSON accepted; the patched values form a valid Envoy 1.40 config"
+    return ("filter and index_sync JSON accepted; the patched values form a valid Envoy 1.40 config; "
+            "the filter is disabled in the chain and enabled on the two image routes")
 
 
 def check_pod_envoy_config() -> str:
