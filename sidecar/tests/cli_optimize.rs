@@ -134,3 +134,46 @@ fn usage_errors_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no images found"), "{}", stderr(&o));
 }
+
+/// The batch tool starts each verified variant where the service does (the learned model), so
+/// its attempts and times describe the served path; `--codec-dials` is the opt-out.
+#[test]
+fn verified_variants_start_from_the_learned_model_as_in_the_service() {
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/site/img/rocket.jpg");
+    let (root, _, _) = tree("policy");
+    let run = |name: &str, extra: &[&str]| -> serde_json::Value {
+        let out = root.join(name);
+        let report = root.join(format!("{name}.json"));
+        // One size (no viewport resizes): every format and Save-Data variant, verified.
+        let mut args: Vec<&Path> = vec![
+            &photo,
+            Path::new("--out"),
+            &out,
+            Path::new("--json"),
+            &report,
+            Path::new("--mobile-width"),
+            Path::new("0"),
+            Path::new("--tablet-width"),
+            Path::new("0"),
+        ];
+        args.extend(extra.iter().map(Path::new));
+        let o = optimize(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap()
+    };
+    let learned = run("learned", &[]);
+    assert_eq!(learned[0]["policy"], "learned", "{learned}");
+    let lossy: Vec<&serde_json::Value> = learned[0]["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["lossless"] == false && v["format"] != "svg")
+        .collect();
+    assert!(lossy.len() >= 4, "{learned}");
+    for v in &lossy {
+        assert!(v["score"].as_f64().is_some(), "verified: {v}");
+        assert!(v["attempts"].as_u64().unwrap() >= 1, "{v}");
+    }
+    let dials = run("dials", &["--codec-dials"]);
+    assert_eq!(dials[0]["policy"], "codec-dials", "{dials}");
+}

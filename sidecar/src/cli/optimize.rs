@@ -4,6 +4,10 @@
 //! are hard links to one file; names: `super::inputs`) and a JSON report of every variant, and
 //! of what was skipped or dropped and why. Exits 1 when any input was refused, 2 on a usage
 //! error (no images, colliding output names).
+//!
+//! Its first quality per lossy variant comes from the learned model, as in `serve`, so the
+//! report's attempts and encode times are those of the path clients are served from;
+//! `--codec-dials` starts from the fixed dials instead (what `make eval` compares against).
 
 use super::inputs;
 use clap::Args;
@@ -11,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rendition_shared::{full_matrix_order, ViewportWidths};
 use rendition_sidecar::encode::avif;
 use rendition_sidecar::pipeline::{self, limits::Limits, Encoders, Outcome};
-use rendition_sidecar::quality::CodecDials;
+use rendition_sidecar::quality::{CodecDials, LearnedQuality, QualityPolicy};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,11 +53,18 @@ pub struct OptimizeArgs {
     /// Encode once at the codec dials, without scoring.
     #[arg(long)]
     no_verify: bool,
+    /// Start each verified variant at the fixed codec dials instead of the learned model's
+    /// prediction (the service always uses the model).
+    #[arg(long)]
+    codec_dials: bool,
 }
 
 #[derive(Serialize)]
 pub struct SourceReport {
     pub source: String,
+    /// Where each variant's first quality came from: `learned` (the model, as `serve`) or
+    /// `codec-dials` (`--codec-dials`, or `--no-verify`).
+    pub policy: &'static str,
     pub format: Option<&'static str>,
     pub width: Option<u32>,
     pub height: Option<u32>,
@@ -110,10 +121,17 @@ pub fn run(args: &OptimizeArgs) -> ExitCode {
         desktop: args.desktop_width,
     };
     let dials = CodecDials::default();
+    let learned = LearnedQuality::all();
+    // Unverified encodes have no target to predict for: they use the dials either way.
+    let policy: &dyn QualityPolicy = if args.codec_dials || args.no_verify {
+        &dials
+    } else {
+        &learned
+    };
     let avif = avif::default_encoder();
     let encoders = Encoders {
         widths,
-        quality: &dials,
+        quality: policy,
         avif: avif.as_ref(),
         verify: (!args.no_verify).then_some(rendition_sidecar::pipeline::Targets {
             score: args.target,
@@ -182,6 +200,7 @@ pub fn run(args: &OptimizeArgs) -> ExitCode {
 pub fn optimize_file(file: &Path, dir: &Path, encoders: &Encoders<'_>) -> SourceReport {
     let mut report = SourceReport {
         source: file.display().to_string(),
+        policy: encoders.quality.name(),
         format: None,
         width: None,
         height: None,
