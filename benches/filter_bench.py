@@ -10,9 +10,12 @@ Envoy's CPU per request (/proc/PID/stat) is its own and not wrk's, the origin's 
 sidecar's. Rows, each its own Envoy, all in the same run:
 
   none       envoy/envoy.yaml without the wasm HTTP filter and without the index-sync singleton
+  none2      the same again (A/A: what noise alone makes of two equal Envoys)
   empty      control: benches/controls/empty.wat in the filter's place (exports create/delete
              only: two VM entries per request), no singleton
   hdrs       control: benches/controls/hdrs.wat (reads the request and response header maps)
+  edits      control: benches/controls/edits.wat (hdrs + sets `vary` and `accept-ch` on the
+             response, as every image response through Rendition gets)
   rendition  envoy/envoy.yaml as shipped (filter + index-sync singleton)
   NAME       --candidate: the shipped config with another module and/or filter configuration
 
@@ -60,7 +63,10 @@ IMG = "/img/garden.jpg"
 VARIANT = "/img/variant.avif"
 PAGE = "/about.html"
 MISS = IMG + "?bench=miss"
-AVIF = {"Accept": "image/avif,image/webp,*/*",
+# One Host for every row (each Envoy listens on its own port): a source's key is the same
+# whichever row asks, so a row without the filter can name the variant the shipped row made.
+HOST = "bench.example"
+AVIF = {"Accept": "image/avif,image/webp,*/*", "Host": HOST,
         "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0.0.0"}
 CONNECTIONS = 8
 
@@ -265,6 +271,7 @@ def measure_idle(rows, phase, seconds):
         r.idle[phase] = (r.proc.cpu_ns() - c0[r.name]) / 1e9 / dt
 
 
+CONTEXT = {}  # per run: the ports and rows, for experiments' targets (benches/filter_hit_paths.py)
 FOREIGN = []  # per run: CPU seconds per second on the core under test not spent by our Envoys
 
 
@@ -334,7 +341,7 @@ def build_controls(tmp):
     if not shutil.which("wat2wasm"):
         sys.exit("filter_bench: wat2wasm missing (Debian: wabt): run scripts/setup.sh bench")
     out = {}
-    for name in ("empty", "hdrs"):
+    for name in ("empty", "hdrs", "edits"):
         out[name] = os.path.join(tmp, name + ".wasm")
         subprocess.run(["wat2wasm", os.path.join(CONTROLS, name + ".wat"), "-o", out[name]], check=True)
     return out
@@ -421,7 +428,7 @@ def main(argv=None, extra_rows=()):
         # A second, identical Envoy without the filter: its difference to `none` is what the
         # machine's noise alone makes of two equal configurations.
         add("none2", envoy_config("none", row_ports()), False)
-        for name in ("empty", "hdrs"):
+        for name in ("empty", "hdrs", "edits"):
             add(name, envoy_config("control", row_ports(), module=controls[name]), False)
         add("rendition", envoy_config("rendition", row_ports()), True)
         for spec in args.candidate:
@@ -434,6 +441,7 @@ def main(argv=None, extra_rows=()):
         for r in rows:
             r.ready()
         wait_for(lambda: request(ports["sidecar"], "/healthz")[0] == 200, 30, "sidecar")
+        CONTEXT.update(ports=ports, rows=rows)
 
         # The variant, made by the sidecar through the shipped row (the sidecar on both cores
         # for that), then the static origin restarted to serve the same bytes.

@@ -329,7 +329,7 @@ impl HttpContext for ImageRequest {
         let headers = HeaderMap::read(MapType::HttpResponseHeaders);
         // Each edit below is one host call that changes one header. Replacing the whole map in
         // one call looks cheaper but is not: Envoy removes and re-adds every header of the map
-        // for it (docs/benchmarks.md, "What each change did").
+        // for it (docs/benchmarks.md, "What changed in the filter for these figures").
         let served_by_sidecar = headers.get_bytes(VARIANT_HEADER).is_some();
         if served_by_sidecar {
             self.set_http_response_header(VARIANT_HEADER, None);

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Where a hit's cost goes: the filter's decision, the hit route, or the sidecar as upstream.
+
+    python3 benches/filter_hit_paths.py [--repeats 5] [--seconds 2] [path/to/rendition]
+
+benches/filter_bench.py on the hit path (same pinning, same rotating order, the same control
+rows), with three more Envoys that take a hit apart one step at a time. None of them has the
+filter; the client itself sends the `x-rendition-variant` header the filter would have set
+(only possible because there is no filter to remove it), for the variant the shipped row made:
+
+  sidecar     envoy/envoy.yaml without the filter, the hit route sent straight to the plain
+              `sidecar` cluster with no retry policy: Envoy proxying the variant from the
+              sidecar instead of from the static origin (`none`)
+  aggregate   the same with the hit route as shipped (the `sidecar_then_origin` aggregate
+              cluster and its retry policy): what failing open to the origin costs
+  filter-direct  envoy/envoy.yaml as shipped (the filter decides) but the hit route straight to
+              `sidecar` with no retry policy
+
+So, per request: sidecar - none is the upstream (the sidecar's answer against a static one),
+aggregate - sidecar the fail-open routing, rendition - aggregate the filter (its decision,
+the header it sets, the second route match), and filter-direct - sidecar the filter again,
+without the aggregate cluster.
+"""
+
+import hashlib
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import filter_bench as fb  # noqa: E402
+
+
+def hit_route(cfg):
+    for vh in fb.hcm(cfg)["route_config"]["virtual_hosts"]:
+        for r in vh["routes"]:
+            if r.get("name") == "rendition_hit":
+                return r
+    raise SystemExit("filter_hit_paths: no rendition_hit route in the config")
+
+
+def straight_to_sidecar(cfg):
+    route = hit_route(cfg)["route"]
+    route["cluster"] = "sidecar"
+    route.pop("retry_policy", None)
+    return cfg
+
+
+_slot = {}
+
+
+def variant_header(row):
+    """The `x-rendition-variant` value of the shipped row's hit (key of HOST + IMG, its slot)."""
+    if "value" not in _slot:
+        shipped = next(r for r in fb.CONTEXT["rows"] if r.name == "rendition")
+        debug = fb.request(shipped.port, fb.IMG, fb.AVIF)[1].get("x-rendition", "")
+        slot = next(p.split("=", 1)[1] for p in debug.split("; ") if p.startswith("variant="))
+        key = hashlib.sha256(f"{fb.HOST}{fb.IMG}".encode()).hexdigest()[:32]
+        _slot["value"] = f"{key}/{int(slot, 16):x}"
+    return _slot["value"]
+
+
+def client_sent_hit(row):
+    return fb.IMG, dict(fb.AVIF, **{"x-rendition-variant": variant_header(row)})
+
+
+def main():
+    argv = ["--paths", "hit"] + sys.argv[1:]
+    extra = [
+        ("sidecar", lambda ports: straight_to_sidecar(fb.envoy_config("none", ports)), False, {"hit": client_sent_hit}),
+        ("aggregate", lambda ports: fb.envoy_config("none", ports), False, {"hit": client_sent_hit}),
+        ("filter-direct", lambda ports: straight_to_sidecar(fb.envoy_config("rendition", ports)), True),
+    ]
+    fb.main(argv, extra_rows=extra)
+
+
+if __name__ == "__main__":
+    main()
