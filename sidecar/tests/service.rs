@@ -128,6 +128,18 @@ impl Sidecar {
             .status()
     }
 
+    /// The body of `GET {route}` as text (`/metrics`).
+    async fn text(&self, route: &str) -> String {
+        self.client
+            .get(format!("http://{}{route}", self.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// One feed page: `GET /index?since=..&wait_ms=..`.
     async fn index_page(&self, since: u64, wait_ms: u64) -> FeedPage {
         let body = self
@@ -316,15 +328,7 @@ async fn notify_index_variant_round_trip() {
     );
     assert_eq!(stats["proactive_variants_written"], 11);
     assert!(stats["by_type"]["images"]["us"].as_u64().unwrap() > 0);
-    let metrics = sc
-        .client
-        .get(format!("http://{}/metrics", sc.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sc.text("/metrics").await;
     assert!(
         metrics.contains("rendition_variants_written_total 12"),
         "{metrics}"
@@ -454,15 +458,7 @@ async fn the_same_image_at_two_urls_is_stored_once() {
         (blobs.len() as u64, blobs.values().sum::<u64>()),
         "{blobs:?}"
     );
-    let metrics = sc
-        .client
-        .get(format!("http://{}/metrics", sc.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sc.text("/metrics").await;
     assert!(
         metrics.contains(&format!(
             "rendition_store_deduplicated_bytes {}",

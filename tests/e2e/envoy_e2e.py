@@ -149,16 +149,21 @@ def run(s):
     # Hung (SIGSTOP) while Envoy still routes hits to it: Envoy's per-try timeout and the
     # sidecar's failing health check send the requests to the origin.
     s.kill_sidecar(signal.SIGSTOP)
-    ok, slowest = 0, 0.0
+    ok, slowest, wrong = 0, 0.0, []
     for i in range(12):
         t = time.time()
         status, h, body = s.get(IMG, AVIF_DESKTOP)
         slowest = max(slowest, time.time() - t)
-        ok += status == 200 and body == source
+        if status == 200 and body == source:
+            ok += 1
+        else:  # what it was instead, for the failure message
+            wrong.append((i, status, debug(h), h.get("x-envoy-upstream-service-time"), len(body),
+                          round(time.time() - t, 2)))
         time.sleep(0.25)
     failovers = s.stat("wasmcustom.rendition.hit_failovers") or 0
     check(ok == 12 and failovers > 0,
-          f"sidecar hung: 12/12 answered with the original ({ok}), {failovers} via Envoy's retry; slowest {slowest:.2f}s")
+          f"sidecar hung: 12/12 answered with the original ({ok}), {failovers} via Envoy's retry; slowest {slowest:.2f}s"
+          + (f"; not the original: {wrong}" if wrong else ""))
     s.kill_sidecar(signal.SIGCONT)
     wait_for(lambda: debug(s.get(IMG, AVIF_DESKTOP)[1]).startswith("hit"), 30, "hits after SIGCONT")
     check(True, "  resumed: hits again")

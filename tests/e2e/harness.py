@@ -453,6 +453,10 @@ class Stack:
             self.sidecar.send_signal(sig)
             if sig in (signal.SIGKILL, signal.SIGTERM):
                 self.sidecar.wait(10)
+            elif sig == signal.SIGSTOP:
+                # The signal is delivered asynchronously: a request sent at once could still
+                # be answered. Wait until every thread of the process is stopped.
+                wait_for(lambda: all_threads_stopped(self.sidecar.pid), 5, "the sidecar to stop")
 
     def stop(self):
         for p in (self.envoy, self.sidecar):
@@ -532,6 +536,19 @@ class Stack:
         if self.https:
             return f"https://{host}:{self.tls_port}"
         return f"http://{host}:{self.origin_port}"
+
+
+def all_threads_stopped(pid):
+    """True when every thread of `pid` is in state T (stopped), from /proc."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+        states = []
+        for tid in tids:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        return bool(states) and all(st in ("T", "t") for st in states)
+    except OSError:
+        return False
 
 
 def request(port, path, headers=None, method="GET"):
