@@ -192,12 +192,18 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
+impl KeyId {
+    /// Appends the 32 lower-case hex digits (what `Display` writes) without `core::fmt`.
+    pub fn push_hex(&self, out: &mut String) {
+        crate::hex::push_bytes(out, &self.0);
+    }
+}
+
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        let mut text = String::with_capacity(2 * KeyId::LEN);
+        self.push_hex(&mut text);
+        f.write_str(&text)
     }
 }
 

@@ -31,6 +31,7 @@
 pub mod bucket;
 pub mod curve;
 pub mod headers;
+pub mod hex;
 pub mod hot;
 pub mod http_cache;
 pub mod key;

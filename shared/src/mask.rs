@@ -289,7 +289,18 @@ impl Default for CapabilityMask {
 /// `0x09`: two lower-case hex digits with the `0x` prefix, as in the debug header.
 impl fmt::LowerHex for CapabilityMask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "0x{:02x}", self.0)
+        let mut text = String::with_capacity(10);
+        self.push_hex(&mut text);
+        f.write_str(&text)
+    }
+}
+
+impl CapabilityMask {
+    /// Appends what `{:x}` writes (`0x09`) without `core::fmt`: the filter's debug header
+    /// writes one or two per image request.
+    pub fn push_hex(&self, out: &mut String) {
+        out.push_str("0x");
+        crate::hex::push_u32(out, self.0, 2);
     }
 }
 

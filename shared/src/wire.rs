@@ -25,7 +25,11 @@ pub struct VariantRef {
 impl VariantRef {
     /// `{32 lower-case hex digits}/{slot in lower-case hex, no prefix}`, e.g. `…e3/a`.
     pub fn header_value(&self) -> String {
-        format!("{}/{:x}", self.key, self.slot.bits())
+        let mut value = String::with_capacity(2 * KeyId::LEN + 1 + 8);
+        self.key.push_hex(&mut value);
+        value.push('/');
+        crate::hex::push_u32(&mut value, self.slot.bits(), 1);
+        value
     }
 
     /// The inverse of [`Self::header_value`]; `None` for anything else.
