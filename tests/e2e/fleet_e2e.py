@@ -251,15 +251,29 @@ def tier_down(f):
 def corrupt(f):
     print("6. a corrupted object")
     b, c = f.pods["pod-b"], f.pods["pod-c"]
-    path = "/img/rocket.jpg?corrupt=1"
-    b.get(path, CLIENT)
-    wait_for(lambda: b.is_hit(path, CLIENT), 60, "pod-b's variant")
-    found = None
-    for m in f.weed.list(BUCKET, f"{PREFIX}/v1/manifests/"):
-        doc = json.loads(f.weed.get(BUCKET, m)[2])
-        if doc["key"] == "shop.example" + path and doc["variants"]:
-            found = doc
-    check(found is not None, "pod-b's manifest names the variant's object")
+
+    def manifest_of(path):
+        for m in f.weed.list(BUCKET, f"{PREFIX}/v1/manifests/"):
+            doc = json.loads(f.weed.get(BUCKET, m)[2])
+            if doc["key"] == "shop.example" + path and doc["variants"]:
+                return doc
+        return None
+
+    # pod-b's hit can be served before its manifest lands (the upload follows the local
+    # publish), so wait for it; a SeaweedFS just restarted can still refuse a request, and
+    # then pod-b encodes on its own (a counted fallback, no manifest): try another source.
+    found, path = None, None
+    for k in range(1, 6):
+        path = f"/img/rocket.jpg?corrupt={k}"
+        b.get(path, CLIENT)
+        wait_for(lambda: b.is_hit(path, CLIENT), 60, "pod-b's variant")
+        try:
+            wait_for(lambda: manifest_of(path), 15, "pod-b's manifest")
+            found = manifest_of(path)
+            break
+        except TimeoutError:
+            print(f"  ..    no manifest for {path} (shared_fallbacks {b.stats().get('shared_fallbacks')}): another source")
+    check(found is not None, f"pod-b's manifest names the variant's object ({path})")
     sha = found["variants"][0]["sha256"]
     obj = f"{PREFIX}/v1/objects/{sha}"
     good = f.weed.get(BUCKET, obj)[2]
