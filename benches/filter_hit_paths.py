@@ -22,12 +22,13 @@ the header it sets, the second route match), and filter-direct - sidecar the fil
 without the aggregate cluster.
 """
 
-import hashlib
+import functools
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import filter_bench as fb  # noqa: E402
+from harness import key_of  # noqa: E402  (filter_bench puts tests/e2e on the path)
 
 
 def hit_route(cfg):
@@ -45,22 +46,17 @@ def straight_to_sidecar(cfg):
     return cfg
 
 
-_slot = {}
-
-
-def variant_header(row):
+@functools.cache
+def variant_header():
     """The `x-rendition-variant` value of the shipped row's hit (key of HOST + IMG, its slot)."""
-    if "value" not in _slot:
-        shipped = next(r for r in fb.CONTEXT["rows"] if r.name == "rendition")
-        debug = fb.request(shipped.port, fb.IMG, fb.AVIF)[1].get("x-rendition", "")
-        slot = next(p.split("=", 1)[1] for p in debug.split("; ") if p.startswith("variant="))
-        key = hashlib.sha256(f"{fb.HOST}{fb.IMG}".encode()).hexdigest()[:32]
-        _slot["value"] = f"{key}/{int(slot, 16):x}"
-    return _slot["value"]
+    shipped = next(r for r in fb.CONTEXT["rows"] if r.name == "rendition")
+    debug = fb.request(shipped.port, fb.IMG, fb.AVIF)[1].get("x-rendition", "")
+    slot = next(p.split("=", 1)[1] for p in debug.split("; ") if p.startswith("variant="))
+    return f"{key_of(fb.HOST, fb.IMG)}/{int(slot, 16):x}"
 
 
 def client_sent_hit(row):
-    return fb.IMG, dict(fb.AVIF, **{"x-rendition-variant": variant_header(row)})
+    return fb.IMG, dict(fb.AVIF, **{"x-rendition-variant": variant_header()})
 
 
 def main():

@@ -21,7 +21,6 @@ the origin (this script's threads) and SeaweedFS to core 0. Reports medians over
 
 import argparse
 import concurrent.futures
-import hashlib
 import http.client
 import http.server
 import json
@@ -35,7 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e"))
-from harness import ROOT, SeaweedFS, free_port, request, wait_for  # noqa: E402
+from harness import ROOT, SeaweedFS, free_port, key_of, request, wait_for  # noqa: E402
 from freshness_bench import cpu_seconds  # noqa: E402  (utime + stime from /proc/PID/stat)
 
 HOST = "bench.example"
@@ -121,8 +120,7 @@ class Pod:
 
 
 def key_id(path):
-    # SHA-256/128 of the canonical key, host + path (shared/src/key.rs).
-    return hashlib.sha256(f"{HOST}{path}".encode()).hexdigest()[:32]
+    return key_of(HOST, path)
 
 
 def make_everything(pods, paths):

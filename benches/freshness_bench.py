@@ -14,7 +14,6 @@ Reports medians over the repeats and the stale/fresh ratios.
 """
 
 import argparse
-import hashlib
 import http.client
 import http.server
 import json
@@ -28,7 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e"))
-from harness import ROOT, free_port, request, wait_for  # noqa: E402
+from harness import ROOT, free_port, key_of, request, wait_for  # noqa: E402
 
 ROCKET = open(os.path.join(ROOT, "examples", "site", "img", "rocket.jpg"), "rb").read()
 TICK = os.sysconf("SC_CLK_TCK")
@@ -110,8 +109,7 @@ def main():
             c = http.client.HTTPConnection("127.0.0.1", sidecar_port)
             c.request("POST", "/notify", body, {"Content-Type": "application/json"})
             c.getresponse().read()
-            # The key id is SHA-256/128 of the canonical key (host + path): shared/src/key.rs.
-            keys[name] = hashlib.sha256(f"bench.example/{name}.jpg".encode()).hexdigest()[:32]
+            keys[name] = key_of("bench.example", f"/{name}.jpg")
         for name, key in keys.items():
             wait_for(lambda k=key: request(sidecar_port, f"/v/{k}/9")[0] == 200, 120, f"{name}'s variant")
         rows = {n: [] for n in keys}

@@ -23,7 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import AVIF_DESKTOP, CHROME, SITE, Checks, Stack, binaries, dimensions, guarded, wait_for  # noqa: E402
+from harness import AVIF_DESKTOP, CHROME, SITE, Checks, Stack, binaries, dimensions, guarded, key_of, wait_for  # noqa: E402
 
 ANDROID = ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/80.0.3987.99 Mobile Safari/537.36")
@@ -93,7 +93,7 @@ def run(s):
     check(fmt == "webp" and w == 960, f"Sec-CH-DPR: 2: the 2x mobile width 960 px (got {w}; {debug(h)})")
 
     print("3. what must never happen")
-    key = __import__("hashlib").sha256((s.host() + IMG).encode()).hexdigest()[:32]
+    key = key_of(s.host(), IMG)
     status, h, body = s.get(IMG, {"Accept": "*/*", "User-Agent": "curl/8", "x-rendition-variant": f"{key}/a"})
     check(status == 200 and dimensions(body)[0] != "avif" and h.get("content-type") == "image/jpeg",
           f"a forged x-rendition-variant never routes (client got {h.get('content-type')})")

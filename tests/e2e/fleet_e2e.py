@@ -268,8 +268,7 @@ def corrupt(f):
         b.get(path, CLIENT)
         wait_for(lambda: b.is_hit(path, CLIENT), 60, "pod-b's variant")
         try:
-            wait_for(lambda: manifest_of(path), 15, "pod-b's manifest")
-            found = manifest_of(path)
+            found = wait_for(lambda: manifest_of(path), 15, "pod-b's manifest")
             break
         except TimeoutError:
             print(f"  ..    no manifest for {path} (shared_fallbacks {b.stats().get('shared_fallbacks')}): another source")

@@ -562,12 +562,21 @@ def request(port, path, headers=None, method="GET"):
         conn.close()
 
 
+def key_of(host, path):
+    """The source key id the filter and the sidecar compute (shared/src/key.rs: SHA-256/128 of
+    the canonical key), for plain lower-case hosts without default ports and paths without
+    queries."""
+    return hashlib.sha256((host + path).encode()).hexdigest()[:32]
+
+
 def wait_for(pred, seconds, what):
+    """Polls `pred` until it returns something true, and returns that."""
     deadline = time.time() + seconds
     while time.time() < deadline:
         try:
-            if pred():
-                return
+            value = pred()
+            if value:
+                return value
         except OSError:
             pass
         time.sleep(0.1)

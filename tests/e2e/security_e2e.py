@@ -57,7 +57,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import AVIF_DESKTOP, CHROME, SITE, Checks, Stack, binaries, dimensions, free_port, guarded, wait_for  # noqa: E402
+from harness import AVIF_DESKTOP, CHROME, SITE, Checks, Stack, binaries, dimensions, free_port, guarded, key_of, wait_for  # noqa: E402
 
 JPEG_ONLY = {"Accept": "image/jpeg", "User-Agent": CHROME}
 TOKEN = "security-e2e-token-0123456789abcdef"
@@ -94,12 +94,6 @@ ROCKET, COFFEE = read("rocket.jpg"), read("coffee.png")
 
 def sha(b):
     return hashlib.sha256(b).hexdigest()[:12]
-
-
-def key_of(host, path):
-    """The source key id the filter and the sidecar compute (shared/src/key.rs), for plain
-    lower-case hosts without default ports and paths without queries."""
-    return hashlib.sha256((host + path).encode()).hexdigest()[:32]
 
 
 def http_request(addr, port, method, path, headers=None, body=None, timeout=30):
