@@ -252,7 +252,7 @@ pub struct ProactiveFlags {
 
 impl ProactiveFlags {
     /// The defaults: proactive generation off; each dimension on once it is enabled.
-    pub const SEED_DEFAULT: ProactiveFlags = ProactiveFlags {
+    pub const DEFAULT: ProactiveFlags = ProactiveFlags {
         enabled: false,
         viewport: true,
         save_data: true,

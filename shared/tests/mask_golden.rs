@@ -16,12 +16,12 @@ use Viewport::*;
 const GOLDEN: &[(u32, ImageFormat, Viewport, Density, bool, TransferEncoding)] = &[
     // bits     76 5 4 32 10
     (0x00, /* 00 0 0 00 00 */ Original, Mobile,  X1, false, Identity), // Decode(0): most constrained
-    (0x01, /* 00 0 0 00 01 */ Webp,     Mobile,  X1, false, Identity), // seed: mobile Chrome
+    (0x01, /* 00 0 0 00 01 */ Webp,     Mobile,  X1, false, Identity), // mobile Chrome
     (0x02, /* 00 0 0 00 10 */ Avif,     Mobile,  X1, false, Identity),
     (0x03, /* 00 0 0 00 11 */ Svg,      Mobile,  X1, false, Identity),
     (0x04, /* 00 0 0 01 00 */ Original, Tablet,  X1, false, Identity),
     (0x08, /* 00 0 0 10 00 */ Original, Desktop, X1, false, Identity), // DEFAULT
-    (0x09, /* 00 0 0 10 01 */ Webp,     Desktop, X1, false, Identity), // seed: decoded by hand
+    (0x09, /* 00 0 0 10 01 */ Webp,     Desktop, X1, false, Identity), // decoded by hand
     (0x0a, /* 00 0 0 10 10 */ Avif,     Desktop, X1, false, Identity),
     (0x0b, /* 00 0 0 10 11 */ Svg,      Desktop, X1, false, Identity), // the SVG slot
     (0x10, /* 00 0 1 00 00 */ Original, Mobile,  X2, false, Identity),
@@ -65,7 +65,7 @@ fn default_is_0x08_and_differs_from_decode_zero() {
 }
 
 #[test]
-fn seed_0x09_decoded_by_hand() {
+fn mask_0x09_decoded_by_hand() {
     // "bits 0-1 = 01 (WebP), bits 2-3 = 10 (Desktop), bit 4 = 0 (1x), bit 5 = 0 (no
     // Save-Data), bits 6-7 = 00 (Identity)"
     let m = CapabilityMask::from_bits(0x09).unwrap();
@@ -76,7 +76,7 @@ fn seed_0x09_decoded_by_hand() {
 }
 
 #[test]
-fn seed_mobile_chrome_webp_is_0x01() {
+fn mobile_chrome_webp_is_0x01() {
     // /images/hero.jpg from mobile Chrome (WebP, no AVIF, 1x without a DPR hint) is 0x01.
     let p = ClientProfile::from_headers([
         (&b"User-Agent"[..], &b"Mozilla/5.0 (Linux; Android 10; SM-G973F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/80.0.3987.99 Mobile Safari/537.36"[..]),

@@ -154,10 +154,10 @@ fn requested_slot_is_generated_first() {
 }
 
 #[test]
-fn seed_flags_limit_siblings() {
+fn default_flags_limit_siblings() {
     let requested = m(0x01);
     assert_eq!(
-        generation_order(requested, ProactiveFlags::SEED_DEFAULT),
+        generation_order(requested, ProactiveFlags::DEFAULT),
         vec![requested]
     );
     let only_formats = ProactiveFlags {

@@ -163,7 +163,7 @@ fn run_child(mode: &str, file: &Path) -> (u64, u64, u64, u64, u64) {
     (v[0], v[1], v[2], v[3], v[4])
 }
 
-fn seed_claim(name: &str, file: &Path) {
+fn decode_once_claim(name: &str, file: &Path) {
     let (t1, e1, d1, r1, _) = run_child("one-decode", file);
     let (t2, e2, d2, r2, _) = run_child("per-variant", file);
     println!(
@@ -261,8 +261,8 @@ fn avif_comparison() {
         opaque: true,
     };
     let mut encoders: Vec<(String, Box<dyn AvifEncoder>)> = vec![
-        ("libaom speed 6".into(), Box::new(Libaom { speed: 6 })),
-        ("libaom speed 8".into(), Box::new(Libaom { speed: 8 })),
+        ("libaom speed 6".into(), Box::new(Libaom::fixed(6))),
+        ("libaom speed 8".into(), Box::new(Libaom::fixed(8))),
     ];
     #[cfg(feature = "ravif")]
     encoders.push((
@@ -305,11 +305,11 @@ fn main() {
     }
     let (two, twelve) = make_inputs();
     let only = std::env::var("RENDITION_BENCH").unwrap_or_default();
-    if only.is_empty() || only == "seed" {
+    if only.is_empty() || only == "decode-once" {
         println!("\n## One decode vs a decode per variant (36 slots, codec dials)\n");
         println!("| photo | strategy | decodes | encodes | wall time | peak RSS |\n|---|---|---|---|---|---|");
-        seed_claim("2 MP (1732x1155)", &two);
-        seed_claim("12 MP (4000x3000)", &twelve);
+        decode_once_claim("2 MP (1732x1155)", &two);
+        decode_once_claim("12 MP (4000x3000)", &twelve);
     }
     if only.is_empty() || only == "formats" {
         println!("\n## Per-format encode time and bytes, 12 MP photo resized (one thread)\n");

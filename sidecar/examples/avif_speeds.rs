@@ -1,4 +1,4 @@
-//! Bytes and time of one AVIF encode at several libaom speeds: `cargo run --release --example avif_speeds -- FILE`
+//! Bytes and time of one AVIF encode at several libaom speeds: `cargo run --release --example avif_speeds -- FILE [THREADS]`
 use rendition_sidecar::encode::avif::{AvifEncoder, Libaom};
 use rendition_sidecar::encode::EncodeHints;
 use rendition_sidecar::image_types::ContentClass;
@@ -16,13 +16,20 @@ fn main() {
         grayscale: false,
         opaque: true,
     };
+    let threads: u8 = std::env::args()
+        .nth(2)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
     for speed in [2u8, 4, 6, 7, 8, 9, 10] {
         let t = std::time::Instant::now();
-        let out = Libaom { speed }
-            .encode(&p.image, 60, hints)
-            .map(|e| e.bytes.len());
+        let out = Libaom {
+            threads,
+            ..Libaom::fixed(speed)
+        }
+        .encode(&p.image, 60, hints)
+        .map(|e| e.bytes.len());
         println!(
-            "speed {speed}: {out:?} bytes, {} ms",
+            "speed {speed}, {threads} threads: {out:?} bytes, {} ms",
             t.elapsed().as_millis()
         );
     }

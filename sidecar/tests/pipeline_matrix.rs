@@ -409,14 +409,8 @@ fn avif_speed_reaches_the_encoder() {
         grayscale: false,
         opaque: true,
     };
-    let s6 = Libaom { speed: 6 }
-        .encode(&p.image, 60, hints)
-        .unwrap()
-        .bytes;
-    let s8 = Libaom { speed: 8 }
-        .encode(&p.image, 60, hints)
-        .unwrap()
-        .bytes;
+    let s6 = Libaom::fixed(6).encode(&p.image, 60, hints).unwrap().bytes;
+    let s8 = Libaom::fixed(8).encode(&p.image, 60, hints).unwrap().bytes;
     assert_ne!(
         s6, s8,
         "libaom speed 6 and 8 must produce different streams"

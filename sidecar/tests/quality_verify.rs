@@ -24,7 +24,7 @@ const PHOTO: EncodeHints = EncodeHints {
 };
 
 #[test]
-fn band_follows_seed_002() {
+fn the_band_is_lopsided_around_the_target() {
     let b = Band::around(70.0);
     assert_eq!((b.lo, b.hi), (67.0, 78.0));
     assert!(b.contains(67.0) && b.contains(78.0) && !b.contains(66.9) && !b.contains(78.1));
@@ -98,6 +98,88 @@ fn candidates_decode_like_a_browser_for_every_lossy_codec() {
             e.codec.name()
         );
     }
+}
+
+/// `img` repeated to fill `width` x `height`: real photographic detail at any size.
+fn tiled(img: &Rgba, width: u32, height: u32) -> Rgba {
+    let mut data = Vec::with_capacity((width * height * 4) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            let at = (((y % img.height) * img.width + x % img.width) * 4) as usize;
+            data.extend_from_slice(&img.data[at..at + 4]);
+        }
+    }
+    Rgba {
+        width,
+        height,
+        data,
+    }
+}
+
+#[test]
+fn a_scoring_budget_lends_what_fits_and_makes_the_rest_wait() {
+    let budget = verify::Budget::new(100);
+    let a = budget.try_reserve(60).expect("fits");
+    assert!(budget.try_reserve(60).is_none(), "60 + 60 > 100");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let b = budget.reserve(60);
+            tx.send(budget.held()).unwrap();
+            drop(b);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            rx.try_recv().is_err(),
+            "reserve waits while it does not fit"
+        );
+        drop(a);
+        assert_eq!(
+            rx.recv().unwrap(),
+            60,
+            "and gets its bytes once they are freed"
+        );
+    });
+    assert_eq!(
+        budget.held(),
+        0,
+        "every reservation is returned when dropped"
+    );
+    let whole = budget.reserve(1_000);
+    assert_eq!(
+        budget.held(),
+        100,
+        "more than the budget waits for all of it, not forever"
+    );
+    drop(whole);
+}
+
+#[test]
+fn a_reference_the_budget_cannot_hold_is_compared_in_strips_to_the_same_score() {
+    // 3.6 MP: a precomputed reference is about 374 MB, and two do not fit in the budget.
+    let img = tiled(&photo(), 2400, 1500);
+    let first = Reference::new(&img).unwrap();
+    let second = Reference::new(&img).unwrap();
+    assert!(first.is_precomputed(), "the budget had room for one");
+    assert!(
+        !second.is_precomputed(),
+        "not for two: the second runs in strips"
+    );
+    let candidate = jpeg::encode(&img, 60, PHOTO).unwrap();
+    let (whole, strips) = (
+        verify::score_encoded(&first, &candidate).unwrap(),
+        verify::score_encoded(&second, &candidate).unwrap(),
+    );
+    assert!(
+        (whole - strips).abs() < 0.5,
+        "precomputed {whole:.3}, strips {strips:.3}"
+    );
+    drop(first);
+    let third = Reference::new(&img).unwrap();
+    assert!(
+        third.is_precomputed(),
+        "a dropped reference returns its bytes"
+    );
 }
 
 #[test]

@@ -258,7 +258,7 @@ async fn notify_index_variant_round_trip() {
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 
-    // a second notify for an existing variant is skipped (seed: notifications_skipped_dedup)
+    // a second notify for an existing variant is skipped (counted in notifications_skipped_dedup)
     assert_eq!(
         sc.notify("/img/rocket.jpg", 0x01).await,
         StatusCode::ACCEPTED

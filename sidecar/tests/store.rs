@@ -33,6 +33,7 @@ fn variant_of(primary: u32, also: &[u32], bytes: Vec<u8>) -> Outcome {
             lossless: false,
         },
         encode_time: Duration::ZERO,
+        score_time: Duration::ZERO,
         score: Some(71.5),
         attempts: 2,
         target: Some(70.0),

@@ -93,6 +93,8 @@ pub struct VariantReport {
     pub class: &'static str,
     pub file: String,
     pub encode_ms: u128,
+    /// The part of `encode_ms` spent decoding and scoring candidates (0 unverified).
+    pub score_ms: u128,
 }
 
 #[derive(Serialize)]
@@ -273,6 +275,7 @@ pub fn optimize_file(file: &Path, dir: &Path, encoders: &Encoders<'_>) -> Source
                         class: prepared.class.name(),
                         file: path.display().to_string(),
                         encode_ms: v.encode_time.as_millis(),
+                        score_ms: v.score_time.as_millis(),
                     });
                 }
             }

@@ -419,6 +419,9 @@ async fn serve(config: Config) -> Result<(), String> {
             jpeg: learned.jpeg,
         }),
         avif: avif::default_encoder(),
+        avif_direct: avif::threaded_encoder(
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(8) as u8),
+        ),
     };
     let mut handles = work::run_workers(Arc::new(worker), rx);
     handles.push(sweep::spawn(Arc::clone(&state)));

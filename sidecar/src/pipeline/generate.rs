@@ -31,6 +31,8 @@ pub struct Variant {
     pub height: u32,
     pub encoded: Encoded,
     pub encode_time: Duration,
+    /// The part of `encode_time` spent decoding and scoring candidates.
+    pub score_time: Duration,
     /// SSIMULACRA2 of the stored bytes, when verified.
     pub score: Option<f64>,
     /// Encodes it took (1 without verification).
@@ -57,6 +59,26 @@ impl From<VerifyError> for VariantError {
         match e {
             VerifyError::Encode(e) => VariantError::Encode(e),
             VerifyError::Score(e) => VariantError::Score(e),
+        }
+    }
+}
+
+/// What step 9c made for one job, before the size gate.
+struct Made {
+    encoded: Encoded,
+    /// SSIMULACRA2 of the bytes, when verified.
+    score: Option<f64>,
+    attempts: u8,
+    score_time: Duration,
+}
+
+impl Made {
+    fn unverified(encoded: Encoded) -> Made {
+        Made {
+            encoded,
+            score: None,
+            attempts: 1,
+            score_time: Duration::ZERO,
         }
     }
 }
@@ -342,7 +364,7 @@ impl<'a> SizeWork<'a> {
         codec: Codec,
         quality: u8,
         target: Option<f64>,
-    ) -> Result<(Encoded, Option<f64>, u8), VariantError> {
+    ) -> Result<Made, VariantError> {
         let pixels = self.resized.as_ref().unwrap_or(&self.src.image);
         let (hints, frames, avif) = (self.hints, &self.src.frames, self.enc.avif);
         let encode_once = |q: u8| match (codec, frames) {
@@ -367,7 +389,7 @@ impl<'a> SizeWork<'a> {
                     .map_err(|e| VariantError::Score(e.clone()))?;
                 verified(codec, quality, t, reference, pixels, hints, encode_once)
             }
-            _ => Ok((encode_once(quality)?, None, 1)),
+            _ => Ok(Made::unverified(encode_once(quality)?)),
         }
     }
 
@@ -377,28 +399,36 @@ impl<'a> SizeWork<'a> {
         &self,
         job: &EncodeJob,
         codec: Codec,
-        result: Result<(Encoded, Option<f64>, u8), VariantError>,
+        result: Result<Made, VariantError>,
         encode_time: Duration,
         target: Option<f64>,
     ) -> Outcome {
         let source_bytes = self.src.source_bytes;
         match result {
-            Ok((encoded, _, _)) if encoded.bytes.len() as u64 >= source_bytes => Outcome::Lost {
-                slots: job.slots,
-                reason: format!(
+            Ok(Made { encoded, .. }) if encoded.bytes.len() as u64 >= source_bytes => {
+                Outcome::Lost {
+                    slots: job.slots,
+                    reason: format!(
                     "{codec} {}x{} is {} bytes, not smaller than the {source_bytes}-byte source",
                     self.width,
                     self.height,
                     encoded.bytes.len(),
                 ),
-            },
-            Ok((encoded, score, attempts)) => Outcome::Stored(Variant {
+                }
+            }
+            Ok(Made {
+                encoded,
+                score,
+                attempts,
+                score_time,
+            }) => Outcome::Stored(Variant {
                 primary: job.primary,
                 slots: job.slots,
                 width: self.width,
                 height: self.height,
                 encoded,
                 encode_time,
+                score_time,
                 score,
                 attempts,
                 target,
@@ -421,14 +451,23 @@ fn verified(
     pixels: &Rgba,
     hints: EncodeHints,
     encode_once: impl FnMut(u8) -> Result<Encoded, EncodeError>,
-) -> Result<(Encoded, Option<f64>, u8), VariantError> {
+) -> Result<Made, VariantError> {
     let band = verify::Band::around(target);
     let v = verify::search(band, codec, first, reference, encode_once)?;
     if codec == Codec::Webp && hints.is_graphic() && v.score < band.lo {
-        let lossless = encode::webp::encode_lossless(pixels, hints)?;
-        return Ok((lossless, Some(100.0), v.attempts + 1));
+        return Ok(Made {
+            encoded: encode::webp::encode_lossless(pixels, hints)?,
+            score: Some(100.0),
+            attempts: v.attempts + 1,
+            score_time: v.score_time,
+        });
     }
-    Ok((v.encoded, Some(v.score), v.attempts))
+    Ok(Made {
+        encoded: v.encoded,
+        score: Some(v.score),
+        attempts: v.attempts,
+        score_time: v.score_time,
+    })
 }
 
 /// Step 11: the SVG slot for `src`, stored when eligible, faithful and smaller than both the
@@ -478,6 +517,7 @@ pub fn generate_svg(src: &Prepared, best_raster: Option<usize>) -> Outcome {
             lossless: false,
         },
         encode_time: started.elapsed(),
+        score_time: Duration::ZERO,
         score: None,
         attempts: 1,
         target: None,

@@ -169,7 +169,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seed_quantizers_map_to_libavif_quality() {
+    fn documented_quantizers_map_to_libavif_quality() {
         // libavif: quantizer = ((100 - quality) * 63 + 50) / 100
         let back = |q: u32| ((100 - q) * 63 + 50) / 100;
         assert_eq!(back(u32::from(CodecDials::default().avif)), 25);

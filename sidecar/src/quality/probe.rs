@@ -122,10 +122,7 @@ fn encode_fast(
 ) -> Result<Encoded, EncodeError> {
     match codec {
         Codec::Webp => webp::encode_fastest(img, quality),
-        Codec::Avif => Libaom {
-            speed: AVIF_PROBE_SPEED,
-        }
-        .encode(img, quality, hints),
+        Codec::Avif => Libaom::fixed(AVIF_PROBE_SPEED).encode(img, quality, hints),
         Codec::Jpeg => jpeg::encode(img, quality, hints),
         Codec::Png | Codec::Svg => Err(EncodeError::new(codec, "not a lossy format")),
     }

@@ -17,15 +17,20 @@
 //!   reference once per size; the tests cross-check it against `ssimulacra2`). Candidates are
 //!   decoded with the decoders browsers ship: libjpeg-turbo (as vendored by mozjpeg), libwebp,
 //!   libavif; the JPEG decoder alone can move the score.
-//! * Memory: a precomputed reference holds several float planes per pixel. Above
-//!   [`STRIP_PIXELS`] the reference is not precomputed and each comparison runs in strips, which
-//!   bounds the working set; and one such large comparison runs at a time (a process-wide lock).
+//! * Memory: a precomputed reference holds the metric's whole pyramid, about
+//!   [`PRECOMPUTED_BYTES_PER_PIXEL`] bytes a pixel (1.3 GB at 12 MP), and makes each comparison
+//!   about 40% cheaper than computing both sides. Every reference and every comparison in
+//!   strips reserves its working set from one process-wide [`SCORING_BUDGET`]: a reference is
+//!   precomputed when its reservation fits, else its comparisons run in strips (256 rows, a
+//!   working set of a few hundred kilobytes a column), each waiting until its reservation fits.
+//!   Small references (under [`ALWAYS_PRECOMPUTE_PIXELS`]) are precomputed without asking.
 
 use crate::encode::{Codec, EncodeError, Encoded};
 use crate::image_types::Rgba;
 use fast_ssim2::{PixelDescriptor, PixelSlice, Ssimulacra2Config, Ssimulacra2Reference};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Band half-widths are multiples of this.
 pub const TOLERANCE: f64 = 5.0;
@@ -35,11 +40,92 @@ pub const MAX_ATTEMPTS: usize = 4;
 pub const STEP: u8 = 5;
 /// The largest move between two attempts, when the score is far from the target.
 pub const MAX_STEP: u8 = 25;
-/// References at or above this many pixels are compared in strips, one at a time.
-pub const STRIP_PIXELS: u64 = 4_000_000;
-const STRIPS: usize = 8;
+/// Bytes the precomputed references and the strip comparisons of the whole process may hold
+/// at once. Two 12 MP comparisons in strips (about 205 MB each) fit together, or one 4 MP
+/// reference (about 415 MB) and one 12 MP comparison; two 4 MP references do not, so the
+/// second runs in strips. With the sources' own pixels this keeps a 12 MP workload under 1 GiB.
+pub const SCORING_BUDGET: u64 = 640 << 20;
+/// A precomputed reference's size per pixel, measured with `examples/score_cost.rs`
+/// (2.4 MP: 249 MB, 4.1 MP: 415 MB over the pixels themselves).
+pub const PRECOMPUTED_BYTES_PER_PIXEL: u64 = 104;
+/// References under this many pixels (104 MB) are precomputed without a reservation: in
+/// strips they would be mostly halo, and one per worker is a bounded amount.
+pub const ALWAYS_PRECOMPUTE_PIXELS: u64 = 1_000_000;
+/// Rows per strip (interior; the metric adds 96 halo rows above and below each strip to warm
+/// up its blurs). Short strips are mostly halo: 8 rows made a 12 MP comparison 6.5 s, 256 rows
+/// make it 2.0 s for 75 MB more working set (`examples/score_cost.rs`), the library's default
+/// and the knee of the curve (384 rows: 1.9 s, +43 MB more).
+const STRIP_ROWS: usize = 256;
 
-static LARGE_COMPARISONS: Mutex<()> = Mutex::new(());
+/// The working set of one comparison in strips: the strip buffers (46 KB a column at 256 + 192
+/// rows) and a few bytes a pixel; measured 123 MB at 2560x1600 and 205 MB at 4000x3000.
+fn strip_bytes(width: u32, height: u32) -> u64 {
+    u64::from(width) * 46_000 + u64::from(width) * u64::from(height) * 3
+}
+
+/// A byte budget shared by every scoring thread ([`SCORING_BUDGET`] for the process).
+pub struct Budget {
+    limit: u64,
+    held: Mutex<u64>,
+    freed: Condvar,
+}
+
+impl Budget {
+    pub const fn new(limit: u64) -> Budget {
+        Budget {
+            limit,
+            held: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Bytes reserved now.
+    pub fn held(&self) -> u64 {
+        *self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `bytes` if they fit now, else None.
+    pub fn try_reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        (*held + bytes <= self.limit).then(|| {
+            *held += bytes;
+            Reservation {
+                budget: self,
+                bytes,
+            }
+        })
+    }
+
+    /// `bytes` (at most the whole budget), waiting until they fit.
+    pub fn reserve(&self, bytes: u64) -> Reservation<'_> {
+        let bytes = bytes.min(self.limit);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while *held + bytes > self.limit {
+            held = self.freed.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        *held += bytes;
+        Reservation {
+            budget: self,
+            bytes,
+        }
+    }
+}
+
+/// Bytes held from a [`Budget`] until dropped.
+pub struct Reservation<'a> {
+    budget: &'a Budget,
+    bytes: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut held = self.budget.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held -= self.bytes;
+        self.budget.freed.notify_all();
+    }
+}
+
+static SCORING: Budget = Budget::new(SCORING_BUDGET);
 
 /// Why a candidate could not be scored.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -107,8 +193,12 @@ pub struct Reference {
 }
 
 enum RefKind {
-    Precomputed(Box<Ssimulacra2Reference>),
-    /// Large: kept as pixels, compared in strips.
+    /// `_held`: its bytes of the budget, returned when dropped (None: small enough not to ask).
+    Precomputed {
+        reference: Box<Ssimulacra2Reference>,
+        _held: Option<Reservation<'static>>,
+    },
+    /// The budget had no room: kept as pixels, compared in strips.
     Strips(Vec<u8>),
 }
 
@@ -129,13 +219,25 @@ impl Reference {
             PixelDescriptor::RGBA8_SRGB
         };
         let pixels = u64::from(img.width) * u64::from(img.height);
-        let kind = if pixels >= STRIP_PIXELS {
-            RefKind::Strips(img.data.clone())
+        let reservation = if pixels < ALWAYS_PRECOMPUTE_PIXELS {
+            Ok(None)
         } else {
-            let s = slice(&img.data, img.width, img.height, descriptor)?;
-            RefKind::Precomputed(Box::new(
-                Ssimulacra2Reference::new(&s).map_err(|e| ScoreError::Metric(e.to_string()))?,
-            ))
+            SCORING
+                .try_reserve(pixels * PRECOMPUTED_BYTES_PER_PIXEL)
+                .map(Some)
+                .ok_or(())
+        };
+        let kind = match reservation {
+            Ok(reservation) => {
+                let s = slice(&img.data, img.width, img.height, descriptor)?;
+                let precomputed =
+                    Ssimulacra2Reference::new(&s).map_err(|e| ScoreError::Metric(e.to_string()))?;
+                RefKind::Precomputed {
+                    reference: Box::new(precomputed),
+                    _held: reservation,
+                }
+            }
+            Err(()) => RefKind::Strips(img.data.clone()),
         };
         Ok(Reference {
             width: img.width,
@@ -143,6 +245,11 @@ impl Reference {
             descriptor,
             kind,
         })
+    }
+
+    /// Whether comparisons use a precomputed reference (else they run in strips).
+    pub fn is_precomputed(&self) -> bool {
+        matches!(self.kind, RefKind::Precomputed { .. })
     }
 
     /// SSIMULACRA2 of decoded RGBA pixels of the same size (100 = identical).
@@ -155,14 +262,14 @@ impl Reference {
         }
         let candidate = slice(rgba, width, height, self.descriptor)?;
         let score = match &self.kind {
-            RefKind::Precomputed(r) => r.compare(&candidate),
+            RefKind::Precomputed { reference, .. } => reference.compare(&candidate),
             RefKind::Strips(data) => {
-                let _one_at_a_time = LARGE_COMPARISONS.lock().unwrap_or_else(|p| p.into_inner());
+                let _working_set = SCORING.reserve(strip_bytes(width, height));
                 let reference = slice(data, width, height, self.descriptor)?;
                 fast_ssim2::compute_ssimulacra2_with_config(
                     &reference,
                     &candidate,
-                    &Ssimulacra2Config::strips(STRIPS),
+                    &Ssimulacra2Config::strips(STRIP_ROWS),
                 )
             }
         };
@@ -247,6 +354,9 @@ pub struct Verified {
     /// Quality of the first attempt (for the model's evaluation).
     pub first_quality: u8,
     pub first_score: f64,
+    /// Time spent decoding and scoring candidates (the price of verification, beside the
+    /// encodes).
+    pub score_time: Duration,
 }
 
 /// Scores one candidate.
@@ -269,9 +379,12 @@ pub fn search(
     let floor = floor(codec);
     let mut q = first.clamp(floor, 100);
     let mut tried: Vec<(u8, f64, Encoded)> = Vec::with_capacity(MAX_ATTEMPTS);
+    let mut score_time = Duration::ZERO;
     for _ in 0..MAX_ATTEMPTS {
         let encoded = encode(q)?;
+        let scoring = Instant::now();
         let score = score_encoded(reference, &encoded)?;
+        score_time += scoring.elapsed();
         let lossless = encoded.lossless;
         tried.push((q, score, encoded));
         if band.contains(score) || lossless {
@@ -293,6 +406,7 @@ pub fn search(
         in_band: band.contains(score),
         first_quality,
         first_score,
+        score_time,
     })
 }
 

@@ -261,6 +261,7 @@ async fn copy(
                 lossless: v.lossless,
             },
             encode_time: Duration::ZERO,
+            score_time: Duration::ZERO,
             score: v.score.map(f64::from),
             attempts: 0,
             target: None,

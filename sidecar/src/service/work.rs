@@ -24,12 +24,16 @@ use rendition_shared::{
 use std::sync::Arc;
 use std::time::Instant;
 
-/// A worker's tools besides the shared state: the quality policy and the AVIF encoder (one
-/// set for all workers; both are stateless).
+/// A worker's tools besides the shared state: the quality policy and the AVIF encoders (one
+/// set for all workers; all are stateless).
 pub struct Worker {
     pub state: Arc<AppState>,
     pub quality: Box<dyn QualityPolicy>,
+    /// For the siblings: one thread per encode.
     pub avif: Box<dyn AvifEncoder>,
+    /// For the slots a client asked for (the first phase): a thread per core, because the
+    /// client's first hit waits for this encode and siblings can wait.
+    pub avif_direct: Box<dyn AvifEncoder>,
 }
 
 impl Worker {
@@ -294,7 +298,11 @@ impl Worker {
         let encoders = Encoders {
             widths: self.state.config.variants.widths(),
             quality: self.quality.as_ref(),
-            avif: self.avif.as_ref(),
+            avif: if phase.iter().all(|s| direct.contains(*s)) {
+                self.avif_direct.as_ref()
+            } else {
+                self.avif.as_ref()
+            },
             verify: Some(pipeline::Targets {
                 score: f64::from(self.state.config.target_ssimulacra2),
                 save_data_reduction: f64::from(self.state.config.savedata_score_reduction),

@@ -328,6 +328,7 @@ pub fn worker(
             state: Arc::clone(&state),
             quality: Box::new(CodecDials::default()),
             avif: avif::default_encoder(),
+            avif_direct: avif::threaded_encoder(2),
         };
         work::run_workers(Arc::new(worker), rx);
         rendition_sidecar::service::sweep::spawn(Arc::clone(&state));
