@@ -23,7 +23,7 @@
 //!   strips reserves its working set from one process-wide [`SCORING_BUDGET`]: a reference is
 //!   precomputed when its reservation fits, else its comparisons run in strips (256 rows, a
 //!   working set of a few hundred kilobytes a column), each waiting until its reservation fits.
-//!   Small references (under [`ALWAYS_PRECOMPUTE_PIXELS`]) are precomputed without asking.
+//!   References under [`ALWAYS_PRECOMPUTE_PIXELS`] are precomputed without asking.
 
 use crate::encode::{Codec, EncodeError, Encoded};
 use crate::image_types::Rgba;
@@ -41,16 +41,20 @@ pub const STEP: u8 = 5;
 /// The largest move between two attempts, when the score is far from the target.
 pub const MAX_STEP: u8 = 25;
 /// Bytes the precomputed references and the strip comparisons of the whole process may hold
-/// at once. Two 12 MP comparisons in strips (about 205 MB each) fit together, or one 4 MP
-/// reference (about 415 MB) and one 12 MP comparison; two 4 MP references do not, so the
-/// second runs in strips. With the sources' own pixels this keeps a 12 MP workload under 1 GiB.
-pub const SCORING_BUDGET: u64 = 640 << 20;
+/// at once: one 12 MP comparison in strips (about 220 MB) at a time, or a reference of up to
+/// 3.8 MP (a 4 MP one runs in strips). At 640 MiB two 12 MP comparisons ran together and the
+/// service peaked at 1057 MB on two 12 MP sources (`benches/throughput.sh`), over its 1 GiB
+/// bound.
+pub const SCORING_BUDGET: u64 = 384 << 20;
 /// A precomputed reference's size per pixel, measured with `examples/score_cost.rs`
 /// (2.4 MP: 249 MB, 4.1 MP: 415 MB over the pixels themselves).
 pub const PRECOMPUTED_BYTES_PER_PIXEL: u64 = 104;
-/// References under this many pixels (104 MB) are precomputed without a reservation: in
-/// strips they would be mostly halo, and one per worker is a bounded amount.
-pub const ALWAYS_PRECOMPUTE_PIXELS: u64 = 1_000_000;
+/// References under this many pixels (up to 218 MB: 2 MP sources and the 1536x1152 outputs)
+/// are precomputed without a reservation: they are the most common sizes, in strips they
+/// would be mostly halo, and a worker holds one reference at a time, so they add at most
+/// 218 MB per worker. (With every reference in the budget, a second 2 MP source on the other
+/// worker ran in strips: 2 MP throughput fell from 16.4 to 14.8 matrices a minute.)
+pub const ALWAYS_PRECOMPUTE_PIXELS: u64 = 2_100_000;
 /// Rows per strip (interior; the metric adds 96 halo rows above and below each strip to warm
 /// up its blurs). Short strips are mostly halo: 8 rows made a 12 MP comparison 6.5 s, 256 rows
 /// make it 2.0 s for 75 MB more working set (`examples/score_cost.rs`), the library's default
@@ -58,7 +62,8 @@ pub const ALWAYS_PRECOMPUTE_PIXELS: u64 = 1_000_000;
 const STRIP_ROWS: usize = 256;
 
 /// The working set of one comparison in strips: the strip buffers (46 KB a column at 256 + 192
-/// rows) and a few bytes a pixel; measured 123 MB at 2560x1600 and 205 MB at 4000x3000.
+/// rows) and a few bytes a pixel; measured 123 MB at 2560x1600 and 205 MB at 4000x3000 (the
+/// estimate: 126 and 220).
 fn strip_bytes(width: u32, height: u32) -> u64 {
     u64::from(width) * 46_000 + u64::from(width) * u64::from(height) * 3
 }
