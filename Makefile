@@ -113,7 +113,8 @@ lint: setup
 
 # Benchmarks (not part of make test): parse+select, then the sidecar's pipeline on real photos
 # (decode once against a decode per variant, per-format encodes, AVIF encoders incl. rav1e), then the real
-# service's throughput. Results: docs/benchmarks.md.
+# service's throughput, then the verified matrix against the unverified one and sharp's (npm,
+# installed into .tools/sharp on first use). Results: docs/benchmarks.md.
 bench: setup
 	$(CARGO) bench -p rendition-shared --bench parse_select
 	benches/fixtures.sh
@@ -121,6 +122,7 @@ bench: setup
 	$(CARGO) build --release -p rendition-sidecar
 	benches/throughput.sh benches/.fixtures/photo-2mp.jpg 8
 	benches/throughput.sh benches/.fixtures/photo-12mp.jpg 2
+	python3 benches/sharp_anchor.py --repeats 3
 
 # The quality model (docs/quality.md): corpus -> labels -> models -> evaluation.
 # `make train` reproduces the committed models from the committed labels; `make corpus`

@@ -186,8 +186,10 @@ pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(jobs.len());
     for (w, h) in sizes {
         let at_size = jobs.iter().filter(|j| (j.width, j.height) == (w, h));
-        match SizeWork::new(src, enc, w, h) {
-            Ok(mut work) => {
+        // Step 8: resize once; `None` is the source's own size.
+        match resize::resize(&src.image, w, h) {
+            Ok(resized) => {
+                let mut work = SizeWork::new(src, enc, resized.as_ref().unwrap_or(&src.image));
                 for job in at_size {
                     work.run(job, &mut outcomes);
                 }
@@ -201,37 +203,30 @@ pub fn generate(src: &Prepared, wanted: &[CapabilityMask], enc: &Encoders<'_>) -
     outcomes
 }
 
-/// The jobs of one output size (step 8 done once, in [`SizeWork::new`]) and what they share.
+/// The jobs of one output size and what they share.
 struct SizeWork<'a> {
     src: &'a Prepared,
     enc: &'a Encoders<'a>,
     hints: EncodeHints,
     width: u32,
     height: u32,
-    /// `None`: the output is the source's own size.
-    resized: Option<Rgba>,
+    /// The pixels at this size (resized, or the source's own).
+    pixels: &'a Rgba,
     /// The quality model's features of these pixels, when the policy reads them.
     features: Option<OutputFeatures>,
     /// The model's probe: one mosaic per size, scored once per format that asks for it.
     probe: Option<Result<Probe, VerifyError>>,
     probed: Vec<(Codec, Option<ProbeLine>)>,
-    /// One SSIMULACRA2 reference per size, built when the first lossy job needs one.
-    reference: Option<Result<Reference, ScoreError>>,
+    /// One SSIMULACRA2 reference per size, built when the first lossy job needs one (in
+    /// strips it reads `pixels` instead of holding a copy).
+    reference: Option<Result<Reference<'a>, ScoreError>>,
 }
 
 impl<'a> SizeWork<'a> {
-    /// Step 8: resize once.
-    fn new(
-        src: &'a Prepared,
-        enc: &'a Encoders<'a>,
-        width: u32,
-        height: u32,
-    ) -> Result<SizeWork<'a>, Refusal> {
-        let resized = resize::resize(&src.image, width, height)?;
-        let pixels = resized.as_ref().unwrap_or(&src.image);
+    fn new(src: &'a Prepared, enc: &'a Encoders<'a>, pixels: &'a Rgba) -> SizeWork<'a> {
         let features = (enc.verify.is_some() && enc.quality.wants_features())
             .then(|| OutputFeatures::of(pixels, src.format, src.jpeg_quality));
-        Ok(SizeWork {
+        SizeWork {
             src,
             enc,
             hints: EncodeHints {
@@ -239,14 +234,14 @@ impl<'a> SizeWork<'a> {
                 grayscale: src.stats.grayscale,
                 opaque: !src.stats.has_alpha,
             },
-            width,
-            height,
-            resized,
+            width: pixels.width,
+            height: pixels.height,
+            pixels,
             features,
             probe: None,
             probed: Vec::new(),
             reference: None,
-        })
+        }
     }
 
     /// Steps 9-10 for one job; the outcome is appended to `outcomes` (those of earlier jobs,
@@ -303,7 +298,7 @@ impl<'a> SizeWork<'a> {
         let line = match self.probed.iter().find(|(c, _)| *c == codec) {
             Some((_, line)) => *line,
             None => {
-                let pixels = self.resized.as_ref().unwrap_or(&self.src.image);
+                let pixels = self.pixels;
                 let line = self
                     .probe
                     .get_or_insert_with(|| Probe::new(pixels))
@@ -365,7 +360,7 @@ impl<'a> SizeWork<'a> {
         quality: u8,
         target: Option<f64>,
     ) -> Result<Made, VariantError> {
-        let pixels = self.resized.as_ref().unwrap_or(&self.src.image);
+        let pixels = self.pixels;
         let (hints, frames, avif) = (self.hints, &self.src.frames, self.enc.avif);
         let encode_once = |q: u8| match (codec, frames) {
             (Codec::Webp, Some(frames)) => encode::webp::encode_animation(frames, q, hints),

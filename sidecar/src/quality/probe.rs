@@ -131,13 +131,13 @@ fn encode_fast(
 /// A mosaic and its SSIMULACRA2 reference, built once per output size and probed per format.
 pub struct Probe {
     pixels: Rgba,
-    reference: Reference,
+    reference: Reference<'static>,
 }
 
 impl Probe {
     pub fn new(output: &Rgba) -> Result<Probe, VerifyError> {
         let pixels = mosaic(output);
-        let reference = Reference::new(&pixels)?;
+        let reference = Reference::precomputed(&pixels)?;
         Ok(Probe { pixels, reference })
     }
 

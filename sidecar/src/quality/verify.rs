@@ -21,8 +21,8 @@
 //!   [`PRECOMPUTED_BYTES_PER_PIXEL`] bytes a pixel (1.3 GB at 12 MP), and makes each comparison
 //!   about 40% cheaper than computing both sides. Every reference and every comparison in
 //!   strips reserves its working set from one process-wide [`SCORING_BUDGET`]: a reference is
-//!   precomputed when its reservation fits, else its comparisons run in strips (256 rows, a
-//!   working set of a few hundred kilobytes a column), each waiting until its reservation fits.
+//!   precomputed when its reservation fits, else its comparisons run in strips (192 rows, a
+//!   working set of about 40 KB a column), each waiting until its reservation fits.
 //!   References under [`ALWAYS_PRECOMPUTE_PIXELS`] are precomputed without asking.
 
 use crate::encode::{Codec, EncodeError, Encoded};
@@ -41,11 +41,10 @@ pub const STEP: u8 = 5;
 /// The largest move between two attempts, when the score is far from the target.
 pub const MAX_STEP: u8 = 25;
 /// Bytes the precomputed references and the strip comparisons of the whole process may hold
-/// at once: one 12 MP comparison in strips (about 220 MB) at a time, or a reference of up to
-/// 3.8 MP (a 4 MP one runs in strips). At 640 MiB two 12 MP comparisons ran together and the
-/// service peaked at 1057 MB on two 12 MP sources (`benches/throughput.sh`), over its 1 GiB
-/// bound.
-pub const SCORING_BUDGET: u64 = 384 << 20;
+/// at once: two 12 MP comparisons in strips (about 196 MB each), or one reference of up to
+/// 5 MP, or a 3 MP reference beside a 12 MP comparison. With room for one 12 MP comparison
+/// only (384 MiB), two 12 MP sources took 55.5 s instead of 39.6 (`benches/sharp_anchor.py`).
+pub const SCORING_BUDGET: u64 = 512 << 20;
 /// A precomputed reference's size per pixel, measured with `examples/score_cost.rs`
 /// (2.4 MP: 249 MB, 4.1 MP: 415 MB over the pixels themselves).
 pub const PRECOMPUTED_BYTES_PER_PIXEL: u64 = 104;
@@ -56,16 +55,16 @@ pub const PRECOMPUTED_BYTES_PER_PIXEL: u64 = 104;
 /// worker ran in strips: 2 MP throughput fell from 16.4 to 14.8 matrices a minute.)
 pub const ALWAYS_PRECOMPUTE_PIXELS: u64 = 2_100_000;
 /// Rows per strip (interior; the metric adds 96 halo rows above and below each strip to warm
-/// up its blurs). Short strips are mostly halo: 8 rows made a 12 MP comparison 6.5 s, 256 rows
-/// make it 2.0 s for 75 MB more working set (`examples/score_cost.rs`), the library's default
-/// and the knee of the curve (384 rows: 1.9 s, +43 MB more).
-const STRIP_ROWS: usize = 256;
+/// up its blurs). Short strips are mostly halo: 8 rows made a 12 MP comparison 6.5 s, 192 rows
+/// make it 2.3 s and 256 rows 2.0 s (`examples/score_cost.rs`). 192, because two 12 MP
+/// comparisons run at once: with 256-row strips the service peaked at 1012 MB on two 12 MP
+/// sources (`benches/throughput.sh`), with 192 at 836 MB, for 6% more time.
+const STRIP_ROWS: usize = 192;
 
-/// The working set of one comparison in strips: the strip buffers (46 KB a column at 256 + 192
-/// rows) and a few bytes a pixel; measured 123 MB at 2560x1600 and 205 MB at 4000x3000 (the
-/// estimate: 126 and 220).
+/// The working set of one comparison in strips: the strip buffers (about 40 KB a column at
+/// 192 + 192 rows) and a few bytes a pixel; measured 182 MB at 4000x3000 (estimate 196 MB).
 fn strip_bytes(width: u32, height: u32) -> u64 {
-    u64::from(width) * 46_000 + u64::from(width) * u64::from(height) * 3
+    u64::from(width) * 40_000 + u64::from(width) * u64::from(height) * 3
 }
 
 /// A byte budget shared by every scoring thread ([`SCORING_BUDGET`] for the process).
@@ -190,21 +189,22 @@ pub const fn floor(codec: Codec) -> u8 {
 }
 
 /// The pixels a variant is encoded from, ready to score candidates against.
-pub struct Reference {
+pub struct Reference<'a> {
     width: u32,
     height: u32,
     descriptor: PixelDescriptor,
-    kind: RefKind,
+    kind: RefKind<'a>,
 }
 
-enum RefKind {
+enum RefKind<'a> {
     /// `_held`: its bytes of the budget, returned when dropped (None: small enough not to ask).
     Precomputed {
         reference: Box<Ssimulacra2Reference>,
         _held: Option<Reservation<'static>>,
     },
-    /// The budget had no room: kept as pixels, compared in strips.
-    Strips(Vec<u8>),
+    /// The budget had no room: compared in strips, reading the caller's pixels (a copy would
+    /// be 48 MB more per worker at 12 MP).
+    Strips(&'a [u8]),
 }
 
 fn slice<'a>(
@@ -216,39 +216,61 @@ fn slice<'a>(
     PixelSlice::new(data, w, h, w as usize * 4, d).map_err(|e| ScoreError::Metric(e.to_string()))
 }
 
-impl Reference {
-    pub fn new(img: &Rgba) -> Result<Reference, ScoreError> {
-        let descriptor = if img.is_opaque() {
-            PixelDescriptor::RGBX8_SRGB
-        } else {
-            PixelDescriptor::RGBA8_SRGB
-        };
+fn descriptor(img: &Rgba) -> PixelDescriptor {
+    if img.is_opaque() {
+        PixelDescriptor::RGBX8_SRGB
+    } else {
+        PixelDescriptor::RGBA8_SRGB
+    }
+}
+
+fn precompute(
+    img: &Rgba,
+    held: Option<Reservation<'static>>,
+) -> Result<RefKind<'static>, ScoreError> {
+    let s = slice(&img.data, img.width, img.height, descriptor(img))?;
+    let reference = Ssimulacra2Reference::new(&s).map_err(|e| ScoreError::Metric(e.to_string()))?;
+    Ok(RefKind::Precomputed {
+        reference: Box::new(reference),
+        _held: held,
+    })
+}
+
+impl<'a> Reference<'a> {
+    /// A reference for `img`: precomputed when small or when the scoring budget has room,
+    /// else compared in strips (reading `img`, which must outlive it).
+    pub fn new(img: &'a Rgba) -> Result<Reference<'a>, ScoreError> {
         let pixels = u64::from(img.width) * u64::from(img.height);
-        let reservation = if pixels < ALWAYS_PRECOMPUTE_PIXELS {
-            Ok(None)
+        let kind = if pixels < ALWAYS_PRECOMPUTE_PIXELS {
+            precompute(img, None)?
         } else {
-            SCORING
-                .try_reserve(pixels * PRECOMPUTED_BYTES_PER_PIXEL)
-                .map(Some)
-                .ok_or(())
-        };
-        let kind = match reservation {
-            Ok(reservation) => {
-                let s = slice(&img.data, img.width, img.height, descriptor)?;
-                let precomputed =
-                    Ssimulacra2Reference::new(&s).map_err(|e| ScoreError::Metric(e.to_string()))?;
-                RefKind::Precomputed {
-                    reference: Box::new(precomputed),
-                    _held: reservation,
-                }
+            match SCORING.try_reserve(pixels * PRECOMPUTED_BYTES_PER_PIXEL) {
+                Some(held) => precompute(img, Some(held))?,
+                None => RefKind::Strips(&img.data),
             }
-            Err(()) => RefKind::Strips(img.data.clone()),
         };
         Ok(Reference {
             width: img.width,
             height: img.height,
-            descriptor,
+            descriptor: descriptor(img),
             kind,
+        })
+    }
+
+    /// A precomputed reference that does not borrow `img`, for small images only (the model's
+    /// probe mosaic): larger ones are refused rather than held outside the budget.
+    pub fn precomputed(img: &Rgba) -> Result<Reference<'static>, ScoreError> {
+        if u64::from(img.width) * u64::from(img.height) >= ALWAYS_PRECOMPUTE_PIXELS {
+            return Err(ScoreError::Metric(format!(
+                "{}x{} is too large to precompute outside the scoring budget",
+                img.width, img.height
+            )));
+        }
+        Ok(Reference {
+            width: img.width,
+            height: img.height,
+            descriptor: descriptor(img),
+            kind: precompute(img, None)?,
         })
     }
 
