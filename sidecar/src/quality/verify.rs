@@ -21,7 +21,7 @@
 //!   [`PRECOMPUTED_BYTES_PER_PIXEL`] bytes a pixel (1.3 GB at 12 MP), and makes each comparison
 //!   about 40% cheaper than computing both sides. Every reference and every comparison in
 //!   strips reserves its working set from one process-wide [`SCORING_BUDGET`]: a reference is
-//!   precomputed when its reservation fits, else its comparisons run in strips (192 rows, a
+//!   precomputed when its reservation fits (and leaves room for a comparison in strips), else its comparisons run in strips (192 rows, a
 //!   working set of about 40 KB a column), each waiting until its reservation fits.
 //!   References under [`ALWAYS_PRECOMPUTE_PIXELS`] are precomputed without asking.
 
@@ -41,10 +41,15 @@ pub const STEP: u8 = 5;
 /// The largest move between two attempts, when the score is far from the target.
 pub const MAX_STEP: u8 = 25;
 /// Bytes the precomputed references and the strip comparisons of the whole process may hold
-/// at once: two 12 MP comparisons in strips (about 196 MB each), or one reference of up to
-/// 5 MP, or a 3 MP reference beside a 12 MP comparison. With room for one 12 MP comparison
-/// only (384 MiB), two 12 MP sources took 55.5 s instead of 39.6 (`benches/sharp_anchor.py`).
+/// at once: two 12 MP comparisons in strips (about 196 MB each), or a reference of up to
+/// [`MAX_PRECOMPUTED_BYTES`] beside one of them. With room for one 12 MP comparison only
+/// (384 MiB), two 12 MP sources took 53.5 s instead of 46.8 (`benches/throughput.sh`).
 pub const SCORING_BUDGET: u64 = 512 << 20;
+/// The largest reservation a precomputed reference may take: the budget less one 12 MP
+/// comparison in strips (3.3 MP). So the other worker's comparison always finds room; with a
+/// 4 MP reference allowed, the other worker's 4 MP comparisons waited for it, and the six
+/// MATE photos took 43.0 s instead of 37.7.
+pub const MAX_PRECOMPUTED_BYTES: u64 = SCORING_BUDGET - 196_000_000;
 /// A precomputed reference's size per pixel, measured with `examples/score_cost.rs`
 /// (2.4 MP: 249 MB, 4.1 MP: 415 MB over the pixels themselves).
 pub const PRECOMPUTED_BYTES_PER_PIXEL: u64 = 104;
@@ -244,7 +249,11 @@ impl<'a> Reference<'a> {
         let kind = if pixels < ALWAYS_PRECOMPUTE_PIXELS {
             precompute(img, None)?
         } else {
-            match SCORING.try_reserve(pixels * PRECOMPUTED_BYTES_PER_PIXEL) {
+            let bytes = pixels * PRECOMPUTED_BYTES_PER_PIXEL;
+            match (bytes <= MAX_PRECOMPUTED_BYTES)
+                .then(|| SCORING.try_reserve(bytes))
+                .flatten()
+            {
                 Some(held) => precompute(img, Some(held))?,
                 None => RefKind::Strips(&img.data),
             }
