@@ -19,6 +19,7 @@ import argparse
 import os
 import statistics
 import struct
+import subprocess
 import sys
 import time
 
@@ -57,7 +58,7 @@ def main():
     for f in (rendition, envoy, os.path.join(ROOT, "dist", "rendition_filter.wasm")):
         if not os.path.exists(f):
             sys.exit(f"first_hit: {f} missing (make build / make wasm / scripts/setup.sh)")
-    os.system(os.path.join(ROOT, "benches", "fixtures.sh"))
+    subprocess.run([os.path.join(ROOT, "benches", "fixtures.sh")], check=True)
     twelve = os.path.join(FIX, "photo-12mp.jpg")
     if not os.path.exists(twelve):
         sys.exit("first_hit: no photo-12mp.jpg; run: RENDITION_BENCH=none cargo bench "
@@ -88,8 +89,9 @@ def main():
                 print(f"repeat {r}: {name}: {took:.2f} s", flush=True)
                 # Let the siblings finish before the next photo, so each first hit starts
                 # from an idle sidecar.
-                wait_for(lambda: stack.stats().get("images_processed", 0) >= len(
-                    [1 for v in results.values() for _ in v]), 600, "the matrix")
+                sources = sum(len(times) for times in results.values())
+                wait_for(lambda: stack.stats().get("images_processed", 0) >= sources, 600,
+                         "the matrix")
         print()
         print("| photo | first miss to first hit (median) | runs |")
         print("|---|---|---|")

@@ -4,8 +4,8 @@
 //!
 //! Photos use 4:2:0 chroma; screenshots and flat art 4:4:4, because subsampled chroma smears
 //! coloured text. Speed 6 at every size: the usual server-side trade of encode time against
-//! bytes, measured per size at equal SSIMULACRA2 ([`SPEED`]). One
-//! thread per encode, except where a client waits for this one encode ([`threaded_encoder`]).
+//! bytes, measured per size at equal SSIMULACRA2 ([`SPEED`]). One thread per encode, except
+//! where a client waits for this one encode ([`threaded_encoder`]).
 
 use super::{Codec, EncodeError, EncodeHints, Encoded};
 use crate::image_types::Rgba;

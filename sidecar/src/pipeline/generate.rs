@@ -208,9 +208,7 @@ struct SizeWork<'a> {
     src: &'a Prepared,
     enc: &'a Encoders<'a>,
     hints: EncodeHints,
-    width: u32,
-    height: u32,
-    /// The pixels at this size (resized, or the source's own).
+    /// The pixels at this size (resized, or the source's own): their size is the output's.
     pixels: &'a Rgba,
     /// The quality model's features of these pixels, when the policy reads them.
     features: Option<OutputFeatures>,
@@ -234,8 +232,6 @@ impl<'a> SizeWork<'a> {
                 grayscale: src.stats.grayscale,
                 opaque: !src.stats.has_alpha,
             },
-            width: pixels.width,
-            height: pixels.height,
             pixels,
             features,
             probe: None,
@@ -258,14 +254,14 @@ impl<'a> SizeWork<'a> {
             }
         };
         if let Some(max) = codec.max_side() {
-            if self.width > max || self.height > max {
+            if self.pixels.width > max || self.pixels.height > max {
                 outcomes.push(Outcome::Lost {
                     slots: job.slots,
                     reason: format!(
                         "{} holds at most {max} px on a side, this output is {}x{}",
                         codec.name(),
-                        self.width,
-                        self.height
+                        self.pixels.width,
+                        self.pixels.height
                     ),
                 });
                 return;
@@ -330,7 +326,7 @@ impl<'a> SizeWork<'a> {
         target: Option<f64>,
         slots: SlotSet,
     ) -> bool {
-        let size = (self.width, self.height);
+        let size = (self.pixels.width, self.pixels.height);
         let same = outcomes.iter_mut().find_map(|o| match o {
             Outcome::Stored(v)
                 if v.encoded.codec == codec
@@ -405,8 +401,8 @@ impl<'a> SizeWork<'a> {
                     slots: job.slots,
                     reason: format!(
                     "{codec} {}x{} is {} bytes, not smaller than the {source_bytes}-byte source",
-                    self.width,
-                    self.height,
+                    self.pixels.width,
+                    self.pixels.height,
                     encoded.bytes.len(),
                 ),
                 }
@@ -419,8 +415,8 @@ impl<'a> SizeWork<'a> {
             }) => Outcome::Stored(Variant {
                 primary: job.primary,
                 slots: job.slots,
-                width: self.width,
-                height: self.height,
+                width: self.pixels.width,
+                height: self.pixels.height,
                 encoded,
                 encode_time,
                 score_time,

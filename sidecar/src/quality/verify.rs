@@ -21,9 +21,10 @@
 //!   [`PRECOMPUTED_BYTES_PER_PIXEL`] bytes a pixel (1.3 GB at 12 MP), and makes each comparison
 //!   about 40% cheaper than computing both sides. Every reference and every comparison in
 //!   strips reserves its working set from one process-wide [`SCORING_BUDGET`]: a reference is
-//!   precomputed when its reservation fits (and leaves room for a comparison in strips), else its comparisons run in strips (192 rows, a
-//!   working set of about 40 KB a column), each waiting until its reservation fits.
-//!   References under [`ALWAYS_PRECOMPUTE_PIXELS`] are precomputed without asking.
+//!   precomputed when its reservation fits and leaves room for a comparison in strips, else
+//!   its comparisons run in strips (192 rows, about 40 KB a column), each waiting until its
+//!   reservation fits. References under [`ALWAYS_PRECOMPUTE_PIXELS`] are precomputed without
+//!   asking.
 
 use crate::encode::{Codec, EncodeError, Encoded};
 use crate::image_types::Rgba;
@@ -48,8 +49,8 @@ pub const SCORING_BUDGET: u64 = 512 << 20;
 /// The largest reservation a precomputed reference may take: the budget less one 12 MP
 /// comparison in strips (3.3 MP). So the other worker's comparison always finds room; with a
 /// 4 MP reference allowed, the other worker's 4 MP comparisons waited for it, and the six
-/// MATE photos took 43.0 s instead of 37.7.
-pub const MAX_PRECOMPUTED_BYTES: u64 = SCORING_BUDGET - 196_000_000;
+/// MATE photos took 43.0 s instead of 39.3 (`benches/sharp_anchor.py`).
+pub const MAX_PRECOMPUTED_BYTES: u64 = SCORING_BUDGET - strip_bytes(4000, 3000);
 /// A precomputed reference's size per pixel, measured with `examples/score_cost.rs`
 /// (2.4 MP: 249 MB, 4.1 MP: 415 MB over the pixels themselves).
 pub const PRECOMPUTED_BYTES_PER_PIXEL: u64 = 104;
@@ -68,8 +69,8 @@ const STRIP_ROWS: usize = 192;
 
 /// The working set of one comparison in strips: the strip buffers (about 40 KB a column at
 /// 192 + 192 rows) and a few bytes a pixel; measured 182 MB at 4000x3000 (estimate 196 MB).
-fn strip_bytes(width: u32, height: u32) -> u64 {
-    u64::from(width) * 40_000 + u64::from(width) * u64::from(height) * 3
+const fn strip_bytes(width: u32, height: u32) -> u64 {
+    width as u64 * 40_000 + width as u64 * height as u64 * 3
 }
 
 /// A byte budget shared by every scoring thread ([`SCORING_BUDGET`] for the process).
