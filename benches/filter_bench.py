@@ -288,6 +288,25 @@ def cpu_per_request(rows, row, phase, run):
     return r, busy / max(r["requests"], 1) * 1e6
 
 
+def profiled(row, path, rep, run):
+    """Runs `run()`; with FILTER_BENCH_PERF=DIR set, under `perf record -e cpu-clock` of the row's
+    Envoy into DIR/ROW-PATH-REPEAT.data, for benches/filter_perf_split.py. The sampling costs
+    CPU of its own, so a run with it on is for where the time goes, not for the figures."""
+    out_dir = os.environ.get("FILTER_BENCH_PERF")
+    if not out_dir:
+        return run()
+    os.makedirs(out_dir, exist_ok=True)
+    perf = subprocess.Popen(["taskset", "-c", str(CORE_OTHERS), "perf", "record", "-q", "-e", "cpu-clock",
+                             "-F", "2000", "-p", str(row.proc.p.pid), "-o",
+                             os.path.join(out_dir, f"{row.name}-{path}-{rep}.data")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return run()
+    finally:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=30)
+
+
 def measure(rows, path, phase, repeats, seconds):
     """Per row, one dict per repeat: rps and cpu (wrk -c8), p50, p99 and cpu1 (wrk -c1), errors.
     Within a repeat every row runs once, back to back, in an order that rotates per repeat: a
@@ -298,7 +317,8 @@ def measure(rows, path, phase, repeats, seconds):
         k = rep % len(rows)
         for row in rows[k:] + rows[:k]:
             url, headers = row.target(path)
-            t, cpu = cpu_per_request(rows, row, phase, lambda: wrk(row.port, url, headers, CONNECTIONS, seconds))
+            t, cpu = profiled(row, path, rep, lambda: cpu_per_request(
+                rows, row, phase, lambda: wrk(row.port, url, headers, CONNECTIONS, seconds)))
             lat, cpu1 = cpu_per_request(rows, row, phase, lambda: wrk(row.port, url, headers, 1, seconds, latency=True))
             out[row.name].append({"rps": t["rps"], "cpu": cpu, "p50": lat["p50"], "p99": lat["p99"], "cpu1": cpu1,
                                   "errors": t["errors"] + lat["errors"]})

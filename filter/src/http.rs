@@ -20,16 +20,16 @@ use crate::metrics::FilterMetrics;
 use crate::outbox::{Notice, Outbox, Pushed};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel, MapType};
+use proxy_wasm::types::{Action, MapType};
 use rendition_shared::hot::HotUrls;
 use rendition_shared::http_cache::{may_transform, NotTransformable};
 use rendition_shared::request::{classify, is_internal_header, Bypass};
-use rendition_shared::response::{merge_vary, optimizable, ResponseFacts, ACCEPT_CH};
+use rendition_shared::response::{merge_vary, optimizable, ResponseFacts, ACCEPT_CH, VARY};
 use rendition_shared::table::{bucket_lookup, IndexMeta, META_KEY};
 use rendition_shared::wire::{Notify, VariantRef, VARIANT_HEADER};
 use rendition_shared::{
     select, wants_generation, CapabilityMask, ClientProfile, FallbackStep, IndexRecord, KeyId,
-    Selection,
+    Selection, SourceKey,
 };
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -57,8 +57,6 @@ pub struct WorkerState {
     keys: RefCell<KeyCache>,
     /// Whether the root context's tick is running.
     ticking: std::cell::Cell<bool>,
-    /// `Vary` for an image response that has none (the common case), built once.
-    vary: String,
 }
 
 /// How long a worker trusts its copy of the index meta record. Every host call costs more
@@ -81,7 +79,6 @@ impl WorkerState {
             buckets: RefCell::new(BucketCache::default()),
             keys: RefCell::new(KeyCache::default()),
             ticking: std::cell::Cell::new(false),
-            vary: merge_vary(None),
         }
     }
 
@@ -144,11 +141,107 @@ enum Outcome {
 /// The source a candidate request names, kept for the notify.
 #[derive(Debug)]
 struct Source {
-    host: String,
-    path: String,
+    /// The worker's cached canonical key (no copy of the URL per request).
+    url: Rc<SourceKey>,
     key: KeyId,
     /// Whether the sidecar should be asked to generate the client's slot.
     wants: bool,
+}
+
+/// What routing reads from the request headers, found in the profile's pass over the map.
+#[derive(Default)]
+struct RequestFacts<'a> {
+    method: Option<&'a [u8]>,
+    path: Option<&'a [u8]>,
+    authority: Option<&'a [u8]>,
+    host: Option<&'a [u8]>,
+    has_authorization: bool,
+    has_internal: bool,
+}
+
+impl<'a> RequestFacts<'a> {
+    /// The first of each wins, as a lookup by name would. Names compare case-insensitively
+    /// (Envoy hands them over lowercase, a mock host need not), after a length check that
+    /// most names fail at once.
+    fn take(&mut self, name: &'a [u8], value: &'a [u8]) {
+        let is = |wanted: &str| name.eq_ignore_ascii_case(wanted.as_bytes());
+        let slot = match name.len() {
+            7 if is(":method") => &mut self.method,
+            5 if is(":path") => &mut self.path,
+            10 if is(":authority") => &mut self.authority,
+            4 if is("host") => &mut self.host,
+            13 if is("authorization") => {
+                self.has_authorization = true;
+                return;
+            }
+            _ => {
+                self.has_internal |= is_internal_header(name);
+                return;
+            }
+        };
+        slot.get_or_insert(value);
+    }
+}
+
+/// The response headers the filter reads, found in one pass over the map.
+#[derive(Default)]
+struct ResponseView<'a> {
+    status: Option<&'a [u8]>,
+    content_type: Option<&'a [u8]>,
+    cache_control: Option<&'a [u8]>,
+    vary: Option<&'a [u8]>,
+    etag: Option<&'a [u8]>,
+    last_modified: Option<&'a [u8]>,
+    content_length: Option<&'a [u8]>,
+    set_cookie: bool,
+    /// The sidecar marks what it serves with the variant header.
+    variant: bool,
+}
+
+impl<'a> ResponseView<'a> {
+    /// As [`RequestFacts::take`]: first of each, names case-insensitive after a length check.
+    fn of(headers: &'a HeaderMap) -> ResponseView<'a> {
+        let mut view = ResponseView::default();
+        for (name, value) in headers.iter() {
+            let is = |wanted: &str| name.eq_ignore_ascii_case(wanted.as_bytes());
+            let slot = match name.len() {
+                7 if is(":status") => &mut view.status,
+                12 if is("content-type") => &mut view.content_type,
+                13 if is("cache-control") => &mut view.cache_control,
+                13 if is("last-modified") => &mut view.last_modified,
+                4 if is("vary") => &mut view.vary,
+                4 if is("etag") => &mut view.etag,
+                14 if is("content-length") => &mut view.content_length,
+                10 if is("set-cookie") => {
+                    view.set_cookie = true;
+                    continue;
+                }
+                n if n == VARIANT_HEADER.len() && is(VARIANT_HEADER) => {
+                    view.variant = true;
+                    continue;
+                }
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        view
+    }
+
+    fn facts(&self) -> ResponseFacts<'a> {
+        ResponseFacts {
+            status: text(self.status).and_then(|s| s.parse().ok()).unwrap_or(0),
+            content_type: text(self.content_type),
+            cache_control: text(self.cache_control),
+            vary: text(self.vary),
+            has_set_cookie: self.set_cookie,
+            content_length: text(self.content_length).and_then(|v| v.parse().ok()),
+        }
+    }
+}
+
+/// A header value as text, when it is UTF-8 (a value that is not reads as absent).
+fn text(value: Option<&[u8]>) -> Option<&str> {
+    value.and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// One per HTTP request.
@@ -204,8 +297,7 @@ impl ImageRequest {
             wants_generation(r.stored, r.lost, r.refused, profile)
         });
         self.source = Some(Source {
-            host: source_key.host().to_owned(),
-            path: source_key.path_and_query().to_owned(),
+            url: source_key,
             key,
             wants,
         });
@@ -233,11 +325,11 @@ impl ImageRequest {
                     if wants {
                         // A fallback hit also asks for the client's own slot, so the next
                         // request of this client is an exact hit.
-                        self.queue_notice(mask.bits(), None, None);
+                        self.queue_notice(mask.bits(), None);
                     }
                     if self.worker.hot.borrow_mut().record_fallback(&key) {
                         self.worker.metrics.warmups_sent.inc();
-                        self.queue_notice(CapabilityMask::WARMUP_SENTINEL, None, None);
+                        self.queue_notice(CapabilityMask::WARMUP_SENTINEL, None);
                     }
                 }
                 Outcome::Hit { mask, slot, step }
@@ -245,21 +337,42 @@ impl ImageRequest {
         }
     }
 
-    fn queue_notice(&self, mask: u32, etag: Option<String>, last_modified: Option<String>) {
+    /// Queues a notify for this request's source, unless this worker sent the same one lately:
+    /// then nothing is parsed, built or copied, the common case on a popular miss. With a miss
+    /// `response`, a response not worth optimizing is counted by why and not sent, and its
+    /// validators go along.
+    fn queue_notice(&self, mask: u32, response: Option<&ResponseView<'_>>) {
         let Some(source) = &self.source else { return };
+        let now = now_ms();
+        if self
+            .worker
+            .outbox
+            .borrow()
+            .sent_recently(source.key, mask, now)
+        {
+            return;
+        }
+        if let Some(response) = response {
+            if let Err(why) = optimizable(&response.facts(), self.worker.config.max_source_bytes) {
+                if let Some(c) = self.worker.metrics.not_optimized(why) {
+                    c.inc();
+                }
+                return;
+            }
+        }
+        let validator = |v: Option<&str>| Notify::bounded_validator(v.map(str::to_owned));
         let notice = Notice {
             body: Notify {
-                host: source.host.clone(),
-                path: source.path.clone(),
+                host: source.url.host().to_owned(),
+                path: source.url.path_and_query().to_owned(),
                 mask,
                 // An origin's oversize validator is left out, not sent to be refused.
-                etag: Notify::bounded_validator(etag),
-                last_modified: Notify::bounded_validator(last_modified),
+                etag: validator(response.and_then(|r| text(r.etag))),
+                last_modified: validator(response.and_then(|r| text(r.last_modified))),
             },
             key: Some(source.key),
         };
-        let pushed = self.worker.outbox.borrow_mut().push(notice, now_ms());
-        if pushed == Pushed::Dropped {
+        if self.worker.outbox.borrow_mut().push(notice, now) == Pushed::Dropped {
             self.worker.metrics.notifies_dropped.inc();
         }
     }
@@ -279,33 +392,34 @@ impl HttpContext for ImageRequest {
         self.worker.metrics.entered.inc();
         self.worker.wake();
         let headers = HeaderMap::read(MapType::HttpRequestHeaders);
-        for (name, _) in headers.iter() {
-            // Internal names are ASCII by construction; anything else is not one of ours.
-            match std::str::from_utf8(name) {
-                Ok(name) if is_internal_header(name) => self.set_http_request_header(name, None),
-                _ => {}
+        // One pass over the map: the client profile reads its headers, and the same walk picks
+        // out what routing needs (each lookup by name is a walk of its own).
+        let mut seen = RequestFacts::default();
+        let profile = ClientProfile::from_headers(headers.iter().inspect(|&(name, value)| {
+            seen.take(name, value);
+        }));
+        if seen.has_internal {
+            for (name, _) in headers.iter() {
+                // Internal names are ASCII by construction.
+                if is_internal_header(name) {
+                    if let Ok(name) = std::str::from_utf8(name) {
+                        self.set_http_request_header(name, None);
+                    }
+                }
             }
         }
-        let method = headers.get(":method").unwrap_or_default();
-        let path = headers.get(":path").unwrap_or_default();
-        let host = headers
-            .get(":authority")
-            .or_else(|| headers.get("host"))
-            .unwrap_or_default();
-        let has_auth = headers.get_bytes("authorization").is_some();
+        let method = text(seen.method).unwrap_or_default();
+        let path = text(seen.path).unwrap_or_default();
+        let host = text(seen.authority.or(seen.host)).unwrap_or_default();
         let extensions = &self.worker.config.image_extensions;
-        let verdict = classify(method, path, has_auth, extensions);
+        let verdict = classify(method, path, seen.has_authorization, extensions);
         if verdict == Err(Bypass::NotAnImagePath) {
             return Action::Continue;
         }
-        let profile = ClientProfile::from_headers(headers.iter());
         self.worker.metrics.requests.inc();
         self.outcome = match verdict {
             Err(reason) => Outcome::Bypass(reason.name(), profile.mask),
-            Ok(()) => {
-                let (host, path) = (host.to_owned(), path.to_owned());
-                self.decide(&profile, &host, &path)
-            }
+            Ok(()) => self.decide(&profile, host, path),
         };
         let m = &self.worker.metrics;
         match self.outcome {
@@ -327,10 +441,11 @@ impl HttpContext for ImageRequest {
             return Action::Continue;
         }
         let headers = HeaderMap::read(MapType::HttpResponseHeaders);
+        let response = ResponseView::of(&headers);
         // Each edit below is one host call that changes one header. Replacing the whole map in
         // one call looks cheaper but is not: Envoy removes and re-adds every header of the map
         // for it (docs/benchmarks.md, "What changed in the filter for these figures").
-        let served_by_sidecar = headers.get_bytes(VARIANT_HEADER).is_some();
+        let served_by_sidecar = response.variant;
         if served_by_sidecar {
             self.set_http_response_header(VARIANT_HEADER, None);
         }
@@ -346,61 +461,33 @@ impl HttpContext for ImageRequest {
                 self.outcome = Outcome::Miss(MissReason::Failover, mask);
             }
         }
-        let content_type = headers.get("content-type");
-        let is_image = content_type
+        let is_image = text(response.content_type)
             .is_some_and(|ct| ct.len() > 6 && ct.as_bytes()[..6].eq_ignore_ascii_case(b"image/"));
         let config = &self.worker.config;
         // `no-transform` from the origin: its response passes exactly as sent, headers too.
         let no_transform = !served_by_sidecar
-            && may_transform(headers.get("cache-control"), None)
+            && may_transform(text(response.cache_control), None)
                 == Err(NotTransformable::NoTransform);
         if is_image && !no_transform && !matches!(self.outcome, Outcome::Bypass(..)) {
             if config.vary {
-                match headers.get("vary") {
-                    None => self.set_http_response_header("vary", Some(&self.worker.vary)),
-                    existing => self.set_http_response_header("vary", Some(&merge_vary(existing))),
+                match text(response.vary) {
+                    None => self.set_http_response_header("vary", Some(VARY)),
+                    Some(existing) => {
+                        // Nothing to add (a variant from the sidecar, or `*`): no host call.
+                        if let Some(merged) = merge_vary(existing) {
+                            self.set_http_response_header("vary", Some(&merged));
+                        }
+                    }
                 }
             }
             if config.accept_ch {
                 self.set_http_response_header("accept-ch", Some(ACCEPT_CH));
             }
         }
-        if let Outcome::Miss(reason, _) = self.outcome {
+        if let Outcome::Miss(reason, mask) = self.outcome {
             let wants = self.source.as_ref().is_some_and(|s| s.wants);
             if wants && reason != MissReason::Refused && reason != MissReason::Failover {
-                let facts = ResponseFacts {
-                    status: headers
-                        .get(":status")
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0),
-                    content_type,
-                    cache_control: headers.get("cache-control"),
-                    vary: headers.get("vary"),
-                    has_set_cookie: headers.get_bytes("set-cookie").is_some(),
-                    content_length: headers.get("content-length").and_then(|v| v.parse().ok()),
-                };
-                match optimizable(&facts, config.max_source_bytes) {
-                    Ok(()) => {
-                        let mask = match self.outcome {
-                            Outcome::Miss(_, mask) => mask.bits(),
-                            _ => CapabilityMask::DEFAULT.bits(),
-                        };
-                        self.queue_notice(
-                            mask,
-                            headers.get("etag").map(str::to_owned),
-                            headers.get("last-modified").map(str::to_owned),
-                        );
-                    }
-                    Err(why) => {
-                        if let Some(c) = self.worker.metrics.not_optimized(why) {
-                            c.inc();
-                        }
-                        let _ = hostcalls::log(
-                            LogLevel::Debug,
-                            &format!("rendition: not optimizable: {}", why.name()),
-                        );
-                    }
-                }
+                self.queue_notice(mask.bits(), Some(&response));
             }
         }
         if self.worker.config.debug_header {

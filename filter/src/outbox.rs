@@ -24,10 +24,14 @@ pub struct Notice {
 
 impl Notice {
     fn tag(&self) -> u64 {
-        let seed = self.key.map_or(0, KeyId::bucket_seed);
-        // Spread the mask over every bit so the masks of one URL land in different slots.
-        seed ^ u64::from(self.body.mask).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        tag_of(self.key, self.body.mask)
     }
+}
+
+fn tag_of(key: Option<KeyId>, mask: u32) -> u64 {
+    let seed = key.map_or(0, KeyId::bucket_seed);
+    // Spread the mask over every bit so the masks of one URL land in different slots.
+    seed ^ u64::from(mask).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// What [`Outbox::push`] did.
@@ -63,10 +67,7 @@ impl Outbox {
 
     pub fn push(&mut self, notice: Notice, now_ms: u64) -> Pushed {
         let tag = notice.tag();
-        let (seen_tag, at) = self.recent[self.slot(tag)];
-        let sent_recently = notice.key.is_some()
-            && seen_tag == tag
-            && now_ms.saturating_sub(at) < self.renotify_after_ms;
+        let sent_recently = notice.key.is_some() && self.sent_tag_recently(tag, now_ms);
         if sent_recently || self.waiting.iter().any(|n| n.tag() == tag && *n == notice) {
             return Pushed::Duplicate;
         }
@@ -75,6 +76,17 @@ impl Outbox {
         }
         self.waiting.push_back(notice);
         Pushed::Queued
+    }
+
+    /// Whether this worker sent the notice of `key` and `mask` within `renotify_after_ms`:
+    /// [`Outbox::push`] would drop it as a duplicate, so the caller need not build it.
+    pub fn sent_recently(&self, key: KeyId, mask: u32, now_ms: u64) -> bool {
+        self.sent_tag_recently(tag_of(Some(key), mask), now_ms)
+    }
+
+    fn sent_tag_recently(&self, tag: u64, now_ms: u64) -> bool {
+        let (seen_tag, at) = self.recent[self.slot(tag)];
+        seen_tag == tag && now_ms.saturating_sub(at) < self.renotify_after_ms
     }
 
     /// The next notice to send, when the in-flight bound allows one; remembered as sent.
@@ -136,5 +148,22 @@ mod tests {
         // Sent at 10: a repeat within 1000 ms is a duplicate, after it is queued again.
         assert_eq!(o.push(notice("/a.jpg", 1), 500), Pushed::Duplicate);
         assert_eq!(o.push(notice("/a.jpg", 1), 1_011), Pushed::Queued);
+    }
+
+    /// The check a request makes before building a notice agrees with `push`: only what was
+    /// sent (not merely queued) within the window counts, per URL and mask.
+    #[test]
+    fn sent_recently_matches_push() {
+        let mut o = Outbox::new(8, 64, 1_000);
+        let key = |p: &str| SourceKey::new("h", p).unwrap().id();
+        assert_eq!(o.push(notice("/a.jpg", 1), 0), Pushed::Queued);
+        assert!(!o.sent_recently(key("/a.jpg"), 1, 0), "queued is not sent");
+        assert!(o.next(1, 10).is_some());
+        assert!(o.sent_recently(key("/a.jpg"), 1, 500));
+        assert_eq!(o.push(notice("/a.jpg", 1), 500), Pushed::Duplicate);
+        assert!(!o.sent_recently(key("/a.jpg"), 2, 500), "another mask");
+        assert!(!o.sent_recently(key("/b.jpg"), 1, 500), "another URL");
+        assert!(!o.sent_recently(key("/a.jpg"), 1, 1_010), "window over");
+        assert_eq!(o.push(notice("/a.jpg", 1), 1_010), Pushed::Queued);
     }
 }

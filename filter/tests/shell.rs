@@ -14,6 +14,7 @@ fn stat(name: &str) -> i64 {
     metric(name)
 }
 use rendition_filter::PluginRoot;
+use rendition_shared::response::VARY;
 use rendition_shared::table::{IndexMeta, META_KEY};
 use rendition_shared::{CapabilityMask, FeedPage, IndexEntry, IndexRecord, SlotSet, SourceKey};
 
@@ -117,6 +118,8 @@ fn routed(req: &[(String, String)]) -> Vec<(String, String)> {
                     "x-rendition-variant".into(),
                     format!("0x{mask}; 800x600; q=60"),
                 ),
+                // As the sidecar sends it: already the filter's whole list.
+                ("vary".into(), VARY.into()),
             ]
         }
         None => origin_image(),
@@ -287,6 +290,23 @@ fn client_sent_internal_headers_never_route() {
     );
 }
 
+/// The filter reads the request's headers in one pass, names compared whatever their case.
+#[test]
+fn credentialed_requests_bypass_whatever_the_name_case() {
+    setup();
+    for name in ["authorization", "Authorization", "AUTHORIZATION"] {
+        let mut req = image_request("/img/a.jpg", "image/avif,*/*", CHROME_DESKTOP);
+        req.push((name, "Bearer t"));
+        let x = exchange(FILTER, 10, &req, routed);
+        assert_eq!(x.request("x-rendition-variant"), None, "{name}");
+        assert_eq!(
+            x.response("x-rendition"),
+            Some("bypass; mask=0x0a; reason=authorization"),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn an_idle_worker_has_no_tick() {
     install_root();
@@ -366,6 +386,7 @@ fn the_sync_fills_shared_data_and_a_hit_routes_to_the_sidecar() {
     assert_eq!(stat("rendition.index.records"), 2);
     assert_eq!(stat("rendition.index.applied_seq"), 2);
 
+    with(|h| h.header_edits.clear());
     let x = exchange(
         FILTER,
         10,
@@ -373,6 +394,18 @@ fn the_sync_fills_shared_data_and_a_hit_routes_to_the_sidecar() {
         routed,
     );
     let key = SourceKey::new(HOST, "/img/a.jpg").unwrap().id();
+    // One host call per edit: the routing header in, the sidecar's marker out, Accept-CH and
+    // the debug header. The sidecar's Vary already lists every name, so it is left alone.
+    assert_eq!(
+        with(|h| h.header_edits.clone()),
+        [
+            "replace x-rendition-variant",
+            "remove x-rendition-variant",
+            "replace accept-ch",
+            "replace x-rendition",
+        ]
+    );
+    assert_eq!(x.response("vary"), Some(VARY));
     assert_eq!(
         x.request("x-rendition-variant"),
         Some(format!("{key}/a").as_str())

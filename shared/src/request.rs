@@ -31,10 +31,10 @@ impl Bypass {
 }
 
 /// Whether a header name is in the internal namespace (ASCII case-insensitive).
-pub fn is_internal_header(name: &str) -> bool {
-    name.len() >= INTERNAL_HEADER_PREFIX.len()
-        && name.as_bytes()[..INTERNAL_HEADER_PREFIX.len()]
-            .eq_ignore_ascii_case(INTERNAL_HEADER_PREFIX.as_bytes())
+pub fn is_internal_header(name: impl AsRef<[u8]>) -> bool {
+    name.as_ref()
+        .get(..INTERNAL_HEADER_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(INTERNAL_HEADER_PREFIX.as_bytes()))
 }
 
 /// Decides whether a request is an image request the filter may optimize.

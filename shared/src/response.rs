@@ -23,6 +23,11 @@ pub const VARY_HEADERS: [&str; 8] = [
     "User-Agent",
 ];
 
+/// `Vary` on an image response that had none, and on every variant the sidecar serves: the
+/// names of [`VARY_HEADERS`] in order (a golden test pins the two together).
+pub const VARY: &str =
+    "Accept, Save-Data, Sec-CH-DPR, DPR, Sec-CH-Viewport-Width, Viewport-Width, Sec-CH-UA-Mobile, User-Agent";
+
 /// The client hints the filter reads, for `Accept-CH`.
 pub const ACCEPT_CH: &str =
     "Sec-CH-DPR, Sec-CH-Viewport-Width, Sec-CH-UA-Mobile, DPR, Viewport-Width";
@@ -112,12 +117,14 @@ pub fn optimizable(facts: &ResponseFacts<'_>, max_source_bytes: u64) -> Result<(
     Ok(())
 }
 
-/// `existing` Vary value with every [`VARY_HEADERS`] name appended that it does not list yet.
-/// `*` stays `*`.
-pub fn merge_vary(existing: Option<&str>) -> String {
-    let existing = existing.unwrap_or_default().trim();
+/// What `Vary` must become on an image response whose `Vary` is `existing`: `existing` with
+/// every [`VARY_HEADERS`] name appended that it does not list yet. `None` when there is nothing
+/// to change: it lists them all already (what the sidecar sends, [`VARY`]) or is `*`. The
+/// filter then leaves the header alone, which saves a host call on every hit.
+pub fn merge_vary(existing: &str) -> Option<String> {
+    let existing = existing.trim();
     if existing == "*" {
-        return existing.to_owned();
+        return None;
     }
     let mut out = existing.to_owned();
     for name in VARY_HEADERS {
@@ -131,5 +138,5 @@ pub fn merge_vary(existing: Option<&str>) -> String {
             out.push_str(name);
         }
     }
-    out
+    (out.len() != existing.len()).then_some(out)
 }

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed test
 
 use rendition_shared::hot::HotUrls;
-use rendition_shared::response::{merge_vary, optimizable, NotOptimizable, ResponseFacts};
+use rendition_shared::response::{
+    merge_vary, optimizable, NotOptimizable, ResponseFacts, VARY, VARY_HEADERS,
+};
 use rendition_shared::sync::follow;
 use rendition_shared::table::{
     bucket_key, bucket_lookup, bucket_upsert, IndexMeta, Upsert, BUCKET_HEADER_LEN, META_LEN,
@@ -414,14 +416,23 @@ fn only_public_images_are_optimizable() {
 #[test]
 fn vary_keeps_the_origins_list_and_adds_ours_once() {
     let all = "Accept, Save-Data, Sec-CH-DPR, DPR, Sec-CH-Viewport-Width, Viewport-Width, Sec-CH-UA-Mobile, User-Agent";
-    assert_eq!(merge_vary(None), all);
-    assert_eq!(merge_vary(Some("Origin")), format!("Origin, {all}"));
+    assert_eq!(VARY, all, "golden: the value without an origin list");
+    assert_eq!(VARY, VARY_HEADERS.join(", "));
+    assert_eq!(merge_vary(""), Some(all.to_owned()));
+    assert_eq!(merge_vary("Origin"), Some(format!("Origin, {all}")));
+    let merged = merge_vary("accept, user-agent").unwrap();
+    assert_eq!(merged.matches("ccept").count(), 1);
+    assert!(merged.starts_with("accept, user-agent, Save-Data"));
+    assert_eq!(merge_vary("*"), None, "* stays as it is");
     assert_eq!(
-        merge_vary(Some("accept, user-agent"))
-            .matches("ccept")
-            .count(),
-        1
+        merge_vary(VARY),
+        None,
+        "nothing to add: the sidecar's own Vary"
     );
-    assert_eq!(merge_vary(Some("*")), "*");
-    assert_eq!(merge_vary(Some(&merge_vary(None))), all, "idempotent");
+    assert_eq!(merge_vary(&format!("Origin, {all}")), None, "idempotent");
+    assert_eq!(
+        merge_vary(&all.to_lowercase()),
+        None,
+        "names are case-insensitive"
+    );
 }

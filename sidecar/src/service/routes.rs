@@ -31,9 +31,6 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Request headers the variants vary on (the filter sets the precise list per request).
-pub const VARY: &str = "Accept, Save-Data, Sec-CH-DPR, DPR, Sec-CH-Viewport-Width, Viewport-Width, Sec-CH-UA-Mobile, User-Agent";
-
 // The refusal messages below name the bound.
 const _: () = assert!(rendition_shared::wire::MAX_VALIDATOR_LEN == 512);
 
@@ -265,7 +262,7 @@ async fn serve_variant(
         .header(header::ETAG, &etag)
         .header(header::CACHE_CONTROL, variant_cache_control(source))
         .header(header::AGE, source.age_ms(now) / 1000)
-        .header(header::VARY, VARY)
+        .header(header::VARY, rendition_shared::response::VARY)
         .header(
             VARIANT_HEADER,
             format!(
