@@ -361,7 +361,7 @@ def build_controls(tmp):
     if not shutil.which("wat2wasm"):
         sys.exit("filter_bench: wat2wasm missing (Debian: wabt): run scripts/setup.sh bench")
     out = {}
-    for name in ("empty", "hdrs", "edits"):
+    for name in ("empty", "hdrs", "edits", "route"):
         out[name] = os.path.join(tmp, name + ".wasm")
         subprocess.run(["wat2wasm", os.path.join(CONTROLS, name + ".wat"), "-o", out[name]], check=True)
     return out
@@ -412,6 +412,7 @@ def main(argv=None, extra_rows=()):
             sys.exit(f"filter_bench: {f} missing (make wasm; cargo build --release -p rendition-sidecar; scripts/setup.sh)")
     tmp = tempfile.mkdtemp(prefix="rendition-bench-")
     controls = build_controls(tmp)
+    CONTEXT["controls"] = controls
     procs, rows = [], []
     try:
         ports = {k: free_port() for k in ("origin", "origin_admin", "sidecar")}
@@ -489,7 +490,8 @@ def main(argv=None, extra_rows=()):
                 if p == "miss":
                     continue
                 _, rh, _ = request(r.port, url, h)
-                print(f"  {r.name:10} {p:8} {url:18} x-rendition: {rh.get('x-rendition', '-')}", flush=True)
+                print(f"  {r.name:10} {p:8} {url:18} {rh.get('content-type', '-'):10} "
+                      f"x-rendition: {rh.get('x-rendition', '-')}", flush=True)
 
         results = {}
         if "nonimage" in paths or "hit" in paths:

@@ -15,11 +15,16 @@ filter; the client itself sends the `x-rendition-variant` header the filter woul
               cluster and its retry policy): what failing open to the origin costs
   filter-direct  envoy/envoy.yaml as shipped (the filter decides) but the hit route straight to
               `sidecar` with no retry policy
+  route       envoy/envoy.yaml with benches/controls/route.wat in the filter's place: a module
+              that decides nothing and makes the host calls the filter makes on a hit (sets the
+              header, asks for the route match again, removes the sidecar's marker, sets
+              Accept-CH), for the header value of an AVIF desktop client (slot 0x0a)
 
 So, per request: sidecar - none is the upstream (the sidecar's answer against a static one),
 aggregate - sidecar the fail-open routing, rendition - aggregate the filter (its decision,
 the header it sets, the second route match), and filter-direct - sidecar the filter again,
-without the aggregate cluster.
+without the aggregate cluster; route - aggregate is routing a hit from any module, and
+rendition - route the filter's own decision.
 """
 
 import functools
@@ -59,12 +64,20 @@ def client_sent_hit(row):
     return fb.IMG, dict(fb.AVIF, **{"x-rendition-variant": variant_header()})
 
 
+def route_control(ports):
+    cfg = fb.envoy_config("control", ports, module=fb.CONTEXT["controls"]["route"])
+    # The module's configuration is the header value it sets: the AVIF desktop slot (0x0a).
+    fb.wasm_filter(cfg)["typed_config"]["config"]["configuration"]["value"] = f"{key_of(fb.HOST, fb.IMG)}/a"
+    return cfg
+
+
 def main():
     argv = ["--paths", "hit"] + sys.argv[1:]
     extra = [
         ("sidecar", lambda ports: straight_to_sidecar(fb.envoy_config("none", ports)), False, {"hit": client_sent_hit}),
         ("aggregate", lambda ports: fb.envoy_config("none", ports), False, {"hit": client_sent_hit}),
         ("filter-direct", lambda ports: straight_to_sidecar(fb.envoy_config("rendition", ports)), True),
+        ("route", route_control, True),
     ]
     fb.main(argv, extra_rows=extra)
 

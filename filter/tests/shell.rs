@@ -386,7 +386,7 @@ fn the_sync_fills_shared_data_and_a_hit_routes_to_the_sidecar() {
     assert_eq!(stat("rendition.index.records"), 2);
     assert_eq!(stat("rendition.index.applied_seq"), 2);
 
-    with(|h| h.header_edits.clear());
+    with(|h| h.header_edits = Some(Vec::new()));
     let x = exchange(
         FILTER,
         10,
@@ -397,7 +397,7 @@ fn the_sync_fills_shared_data_and_a_hit_routes_to_the_sidecar() {
     // One host call per edit: the routing header in, the sidecar's marker out, Accept-CH and
     // the debug header. The sidecar's Vary already lists every name, so it is left alone.
     assert_eq!(
-        with(|h| h.header_edits.clone()),
+        with(|h| h.header_edits.take()).unwrap_or_default(),
         [
             "replace x-rendition-variant",
             "remove x-rendition-variant",

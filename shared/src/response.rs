@@ -123,7 +123,8 @@ pub fn optimizable(facts: &ResponseFacts<'_>, max_source_bytes: u64) -> Result<(
 /// filter then leaves the header alone, which saves a host call on every hit.
 pub fn merge_vary(existing: &str) -> Option<String> {
     let existing = existing.trim();
-    if existing == "*" {
+    // `*`, or exactly our list (every variant the sidecar serves): nothing to parse.
+    if existing == "*" || existing == VARY {
         return None;
     }
     let mut out = existing.to_owned();

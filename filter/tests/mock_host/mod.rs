@@ -46,9 +46,10 @@ pub struct Host {
     pub shared: HashMap<String, (Vec<u8>, u32)>,
     pub calls: Vec<HttpCall>,
     pub foreign_calls: Vec<String>,
-    /// Every header edit the filter asked for, as `replace NAME` / `remove NAME` (each one is
-    /// a host call, which is what a request costs in Envoy).
-    pub header_edits: Vec<String>,
+    /// When `Some`, every header edit the filter asks for, as `replace NAME` / `remove NAME`
+    /// (each one is a host call, which is what a request costs in Envoy). Off by default so
+    /// `per_request_cost` counts the filter, not this record.
+    pub header_edits: Option<Vec<String>>,
     pub metric_names: Vec<(String, MetricType)>,
     pub metric_values: Vec<i64>,
     pub logs: Vec<(LogLevel, String)>,
@@ -256,7 +257,9 @@ pub extern "C" fn proxy_replace_header_map_value(
 ) -> Status {
     let key = text(kd, ks);
     with(|h| {
-        h.header_edits.push(format!("replace {key}"));
+        if let Some(edits) = &mut h.header_edits {
+            edits.push(format!("replace {key}"));
+        }
         map_of(h, t).retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
     });
     proxy_add_header_map_value(t, kd, ks, vd, vs)
@@ -265,7 +268,11 @@ pub extern "C" fn proxy_replace_header_map_value(
 #[no_mangle]
 pub extern "C" fn proxy_remove_header_map_value(t: MapType, kd: *const u8, ks: usize) -> Status {
     let key = text(kd, ks);
-    with(|h| h.header_edits.push(format!("remove {key}")));
+    with(|h| {
+        if let Some(edits) = &mut h.header_edits {
+            edits.push(format!("remove {key}"));
+        }
+    });
     with(|h| map_of(h, t).retain(|(k, _)| !k.eq_ignore_ascii_case(&key)));
     Status::Ok
 }
