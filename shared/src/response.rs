@@ -121,23 +121,34 @@ pub fn optimizable(facts: &ResponseFacts<'_>, max_source_bytes: u64) -> Result<(
 /// every [`VARY_HEADERS`] name appended that it does not list yet. `None` when there is nothing
 /// to change: it lists them all already (what the sidecar sends, [`VARY`]) or is `*`. The
 /// filter then leaves the header alone, which saves a host call on every hit.
+///
+/// One pass over `existing`, noting which of our names it lists (ASCII case-insensitive).
 pub fn merge_vary(existing: &str) -> Option<String> {
     let existing = existing.trim();
-    // `*`, or exactly our list (every variant the sidecar serves): nothing to parse.
+    // `*` varies on everything already; our exact list is what every variant from the
+    // sidecar carries, so a hit answers here without parsing.
     if existing == "*" || existing == VARY {
         return None;
     }
-    let mut out = existing.to_owned();
-    for name in VARY_HEADERS {
-        let listed = existing
-            .split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case(name));
-        if !listed {
-            if !out.is_empty() {
-                out.push_str(", ");
-            }
-            out.push_str(name);
+    const _: () = assert!(VARY_HEADERS.len() <= 32, "one bit per name");
+    let mut listed = 0u32;
+    for token in existing.as_bytes().split(|&b| b == b',') {
+        let token = token.trim_ascii();
+        if let Some(i) = VARY_HEADERS
+            .iter()
+            .position(|name| name.as_bytes().eq_ignore_ascii_case(token))
+        {
+            listed |= 1 << i;
         }
     }
-    (out.len() != existing.len()).then_some(out)
+    let missing = (0..VARY_HEADERS.len()).filter(|i| listed & (1 << i) == 0);
+    let mut out: Option<String> = None;
+    for i in missing {
+        let out = out.get_or_insert_with(|| existing.to_owned());
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(VARY_HEADERS[i]);
+    }
+    out
 }

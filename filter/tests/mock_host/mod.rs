@@ -255,26 +255,24 @@ pub extern "C" fn proxy_replace_header_map_value(
     vd: *const u8,
     vs: usize,
 ) -> Status {
-    let key = text(kd, ks);
-    with(|h| {
-        if let Some(edits) = &mut h.header_edits {
-            edits.push(format!("replace {key}"));
-        }
-        map_of(h, t).retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
-    });
+    remove_header(t, &text(kd, ks), "replace");
     proxy_add_header_map_value(t, kd, ks, vd, vs)
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_remove_header_map_value(t: MapType, kd: *const u8, ks: usize) -> Status {
-    let key = text(kd, ks);
+    remove_header(t, &text(kd, ks), "remove");
+    Status::Ok
+}
+
+/// Removes every `key` from the map, noting the edit as `{edit} {key}` when a test asks.
+fn remove_header(t: MapType, key: &str, edit: &str) {
     with(|h| {
         if let Some(edits) = &mut h.header_edits {
-            edits.push(format!("remove {key}"));
+            edits.push(format!("{edit} {key}"));
         }
+        map_of(h, t).retain(|(k, _)| !k.eq_ignore_ascii_case(key));
     });
-    with(|h| map_of(h, t).retain(|(k, _)| !k.eq_ignore_ascii_case(&key)));
-    Status::Ok
 }
 
 #[no_mangle]
