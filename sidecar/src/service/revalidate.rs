@@ -202,7 +202,11 @@ pub async fn revalidate(state: &Arc<AppState>, id: KeyId) -> Outcome {
                     state.published_latest();
                     Outcome::Gone
                 }
-                Err(e) => Outcome::Failed(format!("purge: {e}")),
+                Err(e) => {
+                    tracing::warn!(%key, "purge failed, stale variants stay: {e}");
+                    state.stats.add(&state.stats.store_errors, 1);
+                    Outcome::Failed(format!("purge: {e}"))
+                }
             }
         }
         Err(e) if e.is_refusal() => {
