@@ -71,7 +71,7 @@ def run(s):
     # Proactive variants land one by one; wait for the whole matrix of this source.
     wait_for(lambda: s.get_sidecar("/stats")[0] == 200 and b'"images_processed":1' in s.get_sidecar("/stats")[2].replace(b" ", b""),
              180, "the matrix to be generated")
-    wait_for(lambda: (s.stat("wasmcustom.rendition.index.lag_changes") or 0) == 0, 30, "the index to catch up")
+    wait_for(s.index_caught_up, 30, "the index to catch up")
 
     status, h, body = s.get(IMG, WEBP_MOBILE)
     fmt, w, _ = dimensions(body)
@@ -108,9 +108,13 @@ def run(s):
     check(not any(p.startswith(("/private/", "/cookie/")) for p in sidecar_fetches),
           f"private and Set-Cookie responses are never sent to the sidecar (it fetched {sidecar_fetches})")
     # HTML under an image Content-Type only shows in the body: the sidecar sniffs it once,
-    # refuses it, and the filter never asks again. Asked after the sleep: the refusal reaches
-    # the filter's index through the feed, which can take longer than two back-to-back requests.
-    status, h, body = s.get("/page.jpg", WEBP_MOBILE)
+    # refuses it, and the filter never asks again. The refusal reaches the filter's index
+    # through the feed, which can take longer than two back-to-back requests: asked until it has.
+    try:
+        h = wait_for(lambda: (lambda h: "reason=refused" in debug(h) and h)(s.get("/page.jpg", WEBP_MOBILE)[1]),
+                     30, "the refusal to reach the filter")
+    except TimeoutError:
+        h = s.get("/page.jpg", WEBP_MOBILE)[1]
     time.sleep(0.5)
     sidecar_fetches = [p for p, ua in s.origin.seen if ua.startswith("rendition")]
     check(sidecar_fetches.count("/page.jpg") == 1 and "reason=refused" in debug(h),

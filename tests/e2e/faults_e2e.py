@@ -108,11 +108,6 @@ class Client(threading.Thread):
                 self.variants += 1
 
 
-def index_caught_up(stack):
-    s = stack.stats()
-    return s and stack.stat("wasmcustom.rendition.index.applied_seq") == s["index_last_seq"]
-
-
 def sigkill_during_writes(rendition):
     print("faults: SIGKILL during writes, 20 times")
     stack = Stack(rendition, ENVOY).start()
@@ -124,7 +119,7 @@ def sigkill_during_writes(rendition):
             stack.get(url, ACCEPT)
         wait_for(lambda: stack.stats().get("queue_depth") == 0
                  and stack.stats().get("images_processed", 0) >= len(IMAGES), 300, "the page")
-        wait_for(lambda: index_caught_up(stack), 30, "the index")
+        wait_for(stack.index_caught_up, 30, "the index")
         client = Client(stack, base)
         client.start()
         kills_mid_write = 0
@@ -139,7 +134,7 @@ def sigkill_during_writes(rendition):
             stack.kill_sidecar(signal.SIGKILL)
             time.sleep(rng.uniform(0.1, 0.5))  # requests meet a dead sidecar
             stack.start_sidecar()
-        wait_for(lambda: index_caught_up(stack), 30, "the index after the last restart")
+        wait_for(stack.index_caught_up, 30, "the index after the last restart")
         time.sleep(1)
         client.stop.set()
         client.join(10)

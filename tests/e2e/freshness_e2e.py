@@ -97,9 +97,10 @@ def revalidations_settled(st):
 def idle(s):
     """The sidecar has nothing queued or revalidating, and the index caught up."""
     time.sleep(0.3)
-    wait_for(lambda: s.stats().get("queue_depth") == 0, 120, "the queue to drain")
+    # Revalidations first: one that finds a new original queues its job before it is counted.
     wait_for(lambda: revalidations_settled(s.stats()), 30, "the revalidations to finish")
-    wait_for(lambda: (s.stat("wasmcustom.rendition.index.lag_changes") or 0) == 0, 30, "the index")
+    wait_for(lambda: s.stats().get("queue_depth") == 0, 120, "the queue to drain")
+    wait_for(s.index_caught_up, 30, "the index")
 
 
 def main():

@@ -506,6 +506,14 @@ class Stack:
                 return int(v)
         return None
 
+    def index_caught_up(self):
+        """Whether the filter applied every change the sidecar's feed has. (The filter's
+        `index.lag_changes` is measured against the last page it received, so it reads 0 while
+        a newer change is still on its way.) `>=`: compaction may drop the newest tombstone."""
+        st = self.stats()
+        applied = self.stat("wasmcustom.rendition.index.applied_seq")
+        return bool(st) and applied is not None and applied >= st.get("index_last_seq", 1 << 64)
+
     def is_hit(self, path, headers=None):
         """Whether Envoy answers `path` from a stored variant (the filter's `x-rendition`)."""
         return self.get(path, headers or AVIF_DESKTOP)[1].get("x-rendition", "").startswith("hit")

@@ -122,7 +122,7 @@ def run(s, corpus, manifest):
     check(done(st) == notified and st.get("fetch_errors") == 0,
           f"{notified} notified sources processed: {st.get('images_processed')} optimized, "
           f"{st.get('images_refused')} refused, {st.get('fetch_errors')} fetch errors")
-    wait_for(lambda: (s.stat("wasmcustom.rendition.index.lag_changes") or 0) == 0, 30, "the index to catch up")
+    wait_for(s.index_caught_up, 30, "the index to catch up")
     optimized = [e for e in manifest if e["expect"] == "optimized"]
     try:
         wait_for(lambda: all(debug(s.get(path(e), WEBP_DESKTOP)[1]).startswith("hit") for e in optimized),

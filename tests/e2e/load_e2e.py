@@ -61,7 +61,10 @@ def hit_load(rendition):
         rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
         p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)
         p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
-        time.sleep(0.2)  # the filter flushes its counters every 25 ms
+        try:  # the filter flushes its counters every 25 ms: a loaded machine may take longer
+            wait_for(lambda: filter_stat(stack, "hits") - hits0 >= total, 15, "the filter's counters")
+        except TimeoutError:
+            pass
         hits = filter_stat(stack, "hits") - hits0
         failovers = filter_stat(stack, "hit_failovers") - failovers0
         check(total > 0 and non2xx == 0 and sock is None,
@@ -98,7 +101,11 @@ def miss_storm(rendition):
         good = sum(s == 200 and b == STORM for s, _, b in results)
         check(good == URLS, f"{good}/{URLS} answered 200 with the original bytes in {took:.0f} s "
                             f"({URLS / took:.0f}/s)")
-        time.sleep(0.2)
+        try:  # notifies still in a worker's outbox are neither sent nor dropped yet
+            wait_for(lambda: filter_stat(stack, "notifies_sent") + filter_stat(stack, "notifies_dropped") >= URLS,
+                     15, "the filter's outbox to empty")
+        except TimeoutError:
+            pass
         sent, dropped = filter_stat(stack, "notifies_sent"), filter_stat(stack, "notifies_dropped")
         failed = filter_stat(stack, "notifies_failed")
         s = stack.stats()

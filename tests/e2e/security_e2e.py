@@ -319,7 +319,7 @@ class Security:
         # The filter sends queued notifies on its 25 ms tick: let the last ones arrive first.
         time.sleep(0.5)
         wait_for(lambda: self.stats()["queue_depth"] == 0, 120, "the sidecar's queue to drain")
-        wait_for(lambda: self.filter_stat("index.lag_changes") == 0, 30, "the index to catch up")
+        wait_for(self.s.index_caught_up, 30, "the index to catch up")
 
 
 def main():
