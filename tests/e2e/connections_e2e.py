@@ -37,7 +37,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, Checks, free_port, wait_for  # noqa: E402
+from harness import ROOT, Checks, free_port, wait_for, settle  # noqa: E402
 
 IDLE = int(os.environ.get("RENDITION_CONN_IDLE", "3000"))  # how many idle connections
 SLOW = 5                      # slow-header connections
@@ -113,9 +113,7 @@ def flood_connect(port, n, batch=100):
     socks = []
     while len(socks) < n:
         socks += connect_all(port, min(batch, n - len(socks)))
-        try:
-            wait_for(lambda: accept_queue(port) == 0, 10, "the sidecar accepts the flood")
-        except TimeoutError:
+        if not settle(lambda: accept_queue(port) == 0, 10):
             print(f"   the sidecar stopped accepting: {len(socks)} connections made, the last ones queued")
             break
     return socks
@@ -214,20 +212,14 @@ def run(sidecar, port, idle, log_path):
     check(held < SIDECAR_FDS, f"the sidecar stays under its descriptor limit ({held} < {SIDECAR_FDS})")
 
     print("3. the sidecar closes the flood by itself")
-    try:
-        wait_for(lambda: all(closed_by_peer(s) for s in slow), 30, "slow-header connections closed")
-    except TimeoutError:
-        pass
+    settle(lambda: all(closed_by_peer(s) for s in slow), 30)
     idle_left = sum(not closed_by_peer(s) for s in flood)
     slow_left = sum(not closed_by_peer(s) for s in slow)
     print(f"   slow-header connections open: {slow_left}; idle ones still open then: {idle_left}")
     check(slow_left == 0 and idle_left > 0,
           f"slow heads closed by the header timeout before the idle timeout ({slow_left} slow open, "
           f"{idle_left} idle still open)")
-    try:
-        wait_for(lambda: all(closed_by_peer(s) for s in flood + slow), 30, "every flood connection closed")
-    except TimeoutError:
-        pass
+    settle(lambda: all(closed_by_peer(s) for s in flood + slow), 30)
     stop_trickle.set()
     trickler.join()
     open_idle = sum(not closed_by_peer(s) for s in flood)
@@ -235,10 +227,7 @@ def run(sidecar, port, idle, log_path):
     check(open_idle == 0, f"every idle connection closed by the sidecar ({open_idle} of {len(flood)} open)")
     check(open_slow == 0, f"every slow-header connection closed, though it kept sending ({open_slow} of {len(slow)} open)")
     # Recovery on its own: measured while the client still holds every socket it opened.
-    try:
-        wait_for(lambda: open_fds(pid) <= fds_before + 2, 10, "descriptors back to the baseline")
-    except TimeoutError:
-        pass
+    settle(lambda: open_fds(pid) <= fds_before + 2, 10)
     after = open_fds(pid)
     check(after <= fds_before + 2, f"descriptors back to the baseline, the client's sockets still open "
           f"({after}, was {fds_before})")

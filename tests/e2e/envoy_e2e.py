@@ -149,8 +149,7 @@ def run(s):
     down = s.stat("wasmcustom.rendition.sidecar_unusable") or 0
     check(failovers + down > 0, f"  counted: {failovers} failovers, {down} while marked down")
     s.start_sidecar()
-    wait_for(lambda: debug(s.get(IMG, AVIF_DESKTOP)[1]).startswith("hit"), 30, "hits after the restart")
-    check(True, "restarted on the same store: hits resume")
+    check.until(lambda: debug(s.get(IMG, AVIF_DESKTOP)[1]).startswith("hit"), 30, "restarted on the same store: hits resume")
     # Hung (SIGSTOP) while Envoy still routes hits to it: Envoy's per-try timeout and the
     # sidecar's failing health check send the requests to the origin.
     s.kill_sidecar(signal.SIGSTOP)
@@ -170,8 +169,7 @@ def run(s):
           f"sidecar hung: 12/12 answered with the original ({ok}), {failovers} via Envoy's retry; slowest {slowest:.2f}s"
           + (f"; not the original: {wrong}" if wrong else ""))
     s.kill_sidecar(signal.SIGCONT)
-    wait_for(lambda: debug(s.get(IMG, AVIF_DESKTOP)[1]).startswith("hit"), 30, "hits after SIGCONT")
-    check(True, "  resumed: hits again")
+    check.until(lambda: debug(s.get(IMG, AVIF_DESKTOP)[1]).startswith("hit"), 30, "  resumed: hits again")
     # An empty store: the index resyncs (new store id); the stale records must not be served.
     s.kill_sidecar(signal.SIGKILL)
     resyncs = s.stat("wasmcustom.rendition.index.resyncs") or 0
@@ -180,8 +178,7 @@ def run(s):
     status, h, body = s.get(IMG, AVIF_DESKTOP)
     check(status == 200 and body == source and debug(h).startswith("miss"),
           f"restarted on an empty store: resync, the original, no error ({debug(h)})")
-    wait_for(lambda: debug(s.get(IMG, AVIF_DESKTOP)[1]).startswith("hit"), 180, "regenerated variants")
-    check(True, "  and the variants come back")
+    check.until(lambda: debug(s.get(IMG, AVIF_DESKTOP)[1]).startswith("hit"), 180, "  and the variants come back")
     status, _, metrics = s.admin("/stats?filter=rendition")
     print("  " + " ".join(l.replace("wasmcustom.rendition.", "") for l in metrics.decode().splitlines()
                           if l.startswith("wasmcustom.") and not l.endswith(": 0")))

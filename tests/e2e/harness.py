@@ -56,6 +56,13 @@ class Checks:
             print(f"  FAIL  {what}", flush=True)
         return cond
 
+    def until(self, pred, seconds, what):
+        """A check that waits: polls `pred` (as `wait_for`) and counts a pass once it holds. On
+        a timeout it raises, and `guarded` records the failure: what follows depends on it."""
+        value = wait_for(pred, seconds, what)
+        self(True, what)
+        return value
+
     def fail(self, why):
         self.failures.append(why)
 
@@ -589,6 +596,21 @@ def wait_for(pred, seconds, what):
             pass
         time.sleep(0.1)
     raise TimeoutError(f"waited {seconds}s for {what}")
+
+
+def settle(pred, seconds):
+    """Polls `pred` like `wait_for`, but running out of time is not an error: returns the last
+    value (false on a timeout). For a wait followed by a `check` of the same condition, whose
+    message says what was found instead of a bare timeout."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            value = pred()
+        except OSError:
+            value = None
+        if value or time.time() >= deadline:
+            return value
+        time.sleep(0.1)
 
 
 def dimensions(body):

@@ -32,7 +32,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import CHROME, ROOT, Checks, Stack, binaries, guarded, wait_for  # noqa: E402
+from harness import CHROME, ROOT, Checks, Stack, binaries, guarded, wait_for, settle  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, ".tools", "py"))
 try:
@@ -114,21 +114,14 @@ def run(s, corpus, manifest):
     print("2. the sidecar processes every notify")
     notified = sum(e["expect"] != "bypassed" for e in manifest)
     done = lambda st: st.get("images_processed", 0) + st.get("images_refused", 0) + st.get("fetch_errors", 0)  # noqa: E731
-    try:
-        wait_for(lambda: done(s.stats()) >= notified, 60, f"{notified} sources processed")
-    except TimeoutError:
-        pass
+    settle(lambda: done(s.stats()) >= notified, 60)
     st = s.stats()
     check(done(st) == notified and st.get("fetch_errors") == 0,
           f"{notified} notified sources processed: {st.get('images_processed')} optimized, "
           f"{st.get('images_refused')} refused, {st.get('fetch_errors')} fetch errors")
     wait_for(s.index_caught_up, 30, "the index to catch up")
     optimized = [e for e in manifest if e["expect"] == "optimized"]
-    try:
-        wait_for(lambda: all(debug(s.get(path(e), WEBP_DESKTOP)[1]).startswith("hit") for e in optimized),
-                 15, "every optimized source to hit")
-    except TimeoutError:
-        pass
+    settle(lambda: all(debug(s.get(path(e), WEBP_DESKTOP)[1]).startswith("hit") for e in optimized), 15)
 
     print("3. the second request of each")
     log = sidecar_log(s)  # (level, message, key) per event
