@@ -277,16 +277,25 @@ pub fn http_date(text: &str) -> Option<u64> {
     .position(|m| *m == month)? as i64
         + 1;
     let mut hms = time.split(':');
-    let (h, mi, s): (i64, i64, i64) = (
+    // Unsigned, so a `-1` is no number here; the ranges below keep the sum far from overflow.
+    let (h, mi, s): (u8, u8, u8) = (
         hms.next()?.parse().ok()?,
         hms.next()?.parse().ok()?,
         hms.next()?.parse().ok()?,
     );
-    if hms.next().is_some() || !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 {
+    // Years outside 1..=9999 are not dates a server sends (RFC 9110 writes four digits), and an
+    // unbounded year would overflow the day count below.
+    if hms.next().is_some()
+        || !(1..=31).contains(&day)
+        || !(1..=9999).contains(&year)
+        || h > 23
+        || mi > 59
+        || s > 60
+    {
         return None;
     }
     let days = days_from_civil(year, month, day)?;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
+    let secs = days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s);
     u64::try_from(secs).ok()
 }
 
@@ -318,6 +327,7 @@ pub fn format_http_date(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
+    // Both indexes are in range by construction: a remainder of 7, and `m` in 1..=12.
     let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days.rem_euclid(7)) as usize];
     let month = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

@@ -35,6 +35,12 @@ fn http_dates_in_all_three_forms() {
         "Sun, 06 Nov 1994 24:49:37 GMT", // no such hour
         "Sun, 06 Nov 1994 08:49:37:01 GMT",
         "Sun, 06 Nov 1969 08:49:37 GMT", // before the epoch
+        "Sun, 06 Nov 10000 08:49:37 GMT", // five-digit year
+        "Sun, 06 Nov 99999999999999999 08:49:37 GMT", // would overflow the day count
+        "Sun, 06 Nov -9223372036854775808 08:49:37 GMT",
+        "Sun, 06 Nov 1994 -1:49:37 GMT", // negative fields
+        "Sun, 06 Nov 1994 08:-1:37 GMT",
+        "Sun, 06 Nov 1994 08:49:-1 GMT",
     ] {
         assert_eq!(http_date(bad), None, "{bad:?}");
     }

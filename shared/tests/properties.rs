@@ -113,4 +113,22 @@ proptest! {
             prop_assert_eq!(&again, &k);
         }
     }
+
+    /// Dates come from the origin's `Date`, `Expires` and `Last-Modified`: any numbers in the
+    /// date's shape (signs, huge years, out-of-range fields) give a date or `None`, never a
+    /// panic, and a date that parses formats back to itself.
+    #[test]
+    fn http_dates_never_panic(day in "[+-]?[0-9]{1,4}", year in "[+-]?[0-9]{1,20}", h in "[+-]?[0-9]{1,3}", m in "[+-]?[0-9]{1,3}", sec in "[+-]?[0-9]{1,3}", noise in ".{0,40}") {
+        for text in [
+            format!("Sun, {day} Nov {year} {h}:{m}:{sec} GMT"),
+            format!("Sunday, {day}-Nov-{year} {h}:{m}:{sec} GMT"),
+            format!("Sun Nov {day} {h}:{m}:{sec} {year}"),
+            noise.clone(),
+        ] {
+            if let Some(secs) = rendition_shared::http_cache::http_date(&text) {
+                let again = rendition_shared::http_cache::format_http_date(secs);
+                prop_assert_eq!(rendition_shared::http_cache::http_date(&again), Some(secs));
+            }
+        }
+    }
 }
