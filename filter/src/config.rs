@@ -11,6 +11,7 @@
 use rendition_shared::hot::DEFAULT_HOT_THRESHOLD;
 use rendition_shared::request::DEFAULT_IMAGE_EXTENSIONS;
 use rendition_shared::table::{MAX_BUCKETS, MAX_WAYS};
+use rendition_shared::wire::{DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT, MAX_FEED_WAIT_MS};
 use serde::Deserialize;
 
 /// Which role this root context plays.
@@ -166,7 +167,7 @@ impl Default for SyncConfig {
             buckets: 1 << 16,
             ways: 4,
             poll_wait_ms: 5_000,
-            page_limit: 1_000,
+            page_limit: DEFAULT_FEED_LIMIT,
             retry_ms: 1_000,
         }
     }
@@ -188,19 +189,21 @@ impl SyncConfig {
             1,
             u64::from(MAX_WAYS),
         )?;
-        in_range("index_sync.poll_wait_ms", self.poll_wait_ms, 0, 30_000)?;
+        // The sidecar cuts a longer wait or a larger page to these; refusing them here keeps
+        // the configuration saying what happens.
+        in_range(
+            "index_sync.poll_wait_ms",
+            self.poll_wait_ms,
+            0,
+            MAX_FEED_WAIT_MS,
+        )?;
         in_range(
             "index_sync.page_limit",
             u64::from(self.page_limit),
             1,
-            10_000,
+            u64::from(MAX_FEED_LIMIT),
         )?;
         in_range("index_sync.retry_ms", self.retry_ms, 100, 60_000)
-    }
-
-    /// Timeout of one feed request: the long-poll wait plus room for the answer.
-    pub fn poll_timeout_ms(&self) -> u64 {
-        self.poll_wait_ms + 2_000
     }
 }
 

@@ -27,6 +27,7 @@ use http::{ImageRequest, WorkerState};
 use metrics::FilterMetrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
+use rendition_shared::wire::NOTIFY_PATH;
 use std::rc::Rc;
 use std::time::Duration;
 use sync::IndexSync;
@@ -78,7 +79,7 @@ impl PluginRoot {
             let body = notice.body.to_json();
             let headers = vec![
                 (":method", "POST"),
-                (":path", "/notify"),
+                (":path", NOTIFY_PATH),
                 (":authority", config.sidecar_authority.as_str()),
                 (":scheme", "http"),
                 ("content-type", "application/json"),

@@ -14,6 +14,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};
 use rendition_shared::sync::follow;
 use rendition_shared::table::{bucket_key, bucket_upsert, IndexMeta, Upsert, META_KEY};
+use rendition_shared::wire::FeedRequest;
 use rendition_shared::{FeedPage, IndexEntry};
 use std::time::Duration;
 
@@ -93,17 +94,19 @@ impl IndexSync {
     }
 
     fn poll(&mut self, since: u64, wait_ms: u64) {
-        let path = format!(
-            "/index?since={since}&wait_ms={wait_ms}&limit={}",
-            self.config.page_limit
-        );
+        let request = FeedRequest {
+            since,
+            wait_ms,
+            limit: Some(self.config.page_limit),
+        };
+        let path = request.path();
         let headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
             (":authority", self.config.sidecar_authority.as_str()),
             (":scheme", "http"),
         ];
-        let timeout = Duration::from_millis(wait_ms + 2_000);
+        let timeout = Duration::from_millis(request.timeout_ms());
         match hostcalls::dispatch_http_call(
             &self.config.sidecar_cluster,
             headers,

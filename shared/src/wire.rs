@@ -1,7 +1,7 @@
 //! What crosses between the filter and the sidecar over HTTP, defined once for both: the
-//! request header of the hit route ([`VARIANT_HEADER`], [`VariantRef`]) and the body of
-//! `POST /notify` ([`Notify`]). The index records and feed pages, which cross too, are in
-//! [`crate::record`]. `shared/tests/wire_golden.rs` pins the bytes, and the filter's and the
+//! request header of the hit route ([`VARIANT_HEADER`], [`VariantRef`]), the body of
+//! `POST /notify` ([`Notify`]) and the query of `GET /index` ([`FeedRequest`]). The index
+//! records and feed pages, which cross too, are in [`crate::record`]. `shared/tests/wire_golden.rs` pins the bytes, and the filter's and the
 //! sidecar's own tests send and accept the same golden body (`shared/tests/golden/`).
 
 use crate::key::{KeyError, KeyId, SourceKey};
@@ -51,6 +51,72 @@ pub fn parse_mask_hex(text: &str) -> Option<CapabilityMask> {
     }
     let bits = u32::from_str_radix(hex, 16).ok()?;
     CapabilityMask::from_bits(bits).ok()
+}
+
+/// Path of the notify endpoint: `POST`, body a [`Notify`], answered 202 at once.
+pub const NOTIFY_PATH: &str = "/notify";
+
+/// Path of the change feed: `GET` with a [`FeedRequest`] query, answered with a
+/// [`crate::record::FeedPage`].
+pub const INDEX_PATH: &str = "/index";
+
+/// The longest the sidecar holds a feed request that has nothing new (a larger `wait_ms` is
+/// cut to this). The filter's configuration refuses a longer `poll_wait_ms`, and its request
+/// timeout is the wait plus [`FEED_ANSWER_MARGIN_MS`].
+pub const MAX_FEED_WAIT_MS: u64 = 30_000;
+
+/// Room a feed request's timeout leaves beyond its long-poll wait for the answer itself.
+pub const FEED_ANSWER_MARGIN_MS: u64 = 2_000;
+
+/// The most entries one feed page carries (a larger `limit` is cut to this).
+pub const MAX_FEED_LIMIT: u32 = 10_000;
+
+/// Entries per page when the request names no `limit`.
+pub const DEFAULT_FEED_LIMIT: u32 = 1_000;
+
+/// The query of `GET /index`: the changes after sequence `since`, at most `limit` of them,
+/// waiting up to `wait_ms` for one when there is none yet. The filter writes it with
+/// [`FeedRequest::path`]; the sidecar reads it with serde (missing fields take their defaults)
+/// and bounds it with [`FeedRequest::page_limit`] and [`FeedRequest::granted_wait_ms`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct FeedRequest {
+    /// The last sequence the follower applied; 0 for everything.
+    #[serde(default)]
+    pub since: u64,
+    /// Long-poll: how long to wait for a change when there is none.
+    #[serde(default)]
+    pub wait_ms: u64,
+    /// Entries per page.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+impl FeedRequest {
+    /// Path and query, e.g. `/index?since=7&wait_ms=5000&limit=1000`.
+    pub fn path(&self) -> String {
+        let limit = self.page_limit();
+        format!(
+            "{INDEX_PATH}?since={}&wait_ms={}&limit={limit}",
+            self.since, self.wait_ms
+        )
+    }
+
+    /// The page size the sidecar uses: the request's, in 1..=[`MAX_FEED_LIMIT`].
+    pub fn page_limit(&self) -> u32 {
+        self.limit
+            .unwrap_or(DEFAULT_FEED_LIMIT)
+            .clamp(1, MAX_FEED_LIMIT)
+    }
+
+    /// The long-poll wait the sidecar grants, at most [`MAX_FEED_WAIT_MS`].
+    pub fn granted_wait_ms(&self) -> u64 {
+        self.wait_ms.min(MAX_FEED_WAIT_MS)
+    }
+
+    /// How long the follower waits for the answer: the granted wait plus the margin.
+    pub fn timeout_ms(&self) -> u64 {
+        self.granted_wait_ms() + FEED_ANSWER_MARGIN_MS
+    }
 }
 
 /// The largest `POST /notify` body the sidecar reads: a source key is at most

@@ -142,3 +142,50 @@ fn notify_bounds() {
         Some("\"v1\"".into())
     );
 }
+
+#[test]
+fn feed_request_query_and_its_bounds() {
+    use rendition_shared::wire::{
+        FeedRequest, DEFAULT_FEED_LIMIT, FEED_ANSWER_MARGIN_MS, INDEX_PATH, MAX_FEED_LIMIT,
+        MAX_FEED_WAIT_MS, NOTIFY_PATH,
+    };
+    assert_eq!(NOTIFY_PATH, "/notify");
+    assert_eq!(INDEX_PATH, "/index");
+    assert_eq!(
+        (MAX_FEED_WAIT_MS, FEED_ANSWER_MARGIN_MS, MAX_FEED_LIMIT, DEFAULT_FEED_LIMIT),
+        (30_000, 2_000, 10_000, 1_000)
+    );
+    let r = FeedRequest {
+        since: 7,
+        wait_ms: 5_000,
+        limit: Some(500),
+    };
+    assert_eq!(r.path(), "/index?since=7&wait_ms=5000&limit=500");
+    assert_eq!(r.timeout_ms(), 7_000);
+    // Missing fields take their defaults, as the sidecar reads a bare `/index`.
+    let bare: FeedRequest = serde_json::from_str("{}").unwrap();
+    assert_eq!(
+        bare,
+        FeedRequest {
+            since: 0,
+            wait_ms: 0,
+            limit: None
+        }
+    );
+    assert_eq!(bare.page_limit(), DEFAULT_FEED_LIMIT);
+    assert_eq!(bare.path(), "/index?since=0&wait_ms=0&limit=1000");
+    // Out-of-range requests are cut to the bounds, not refused.
+    let greedy = FeedRequest {
+        since: u64::MAX,
+        wait_ms: u64::MAX,
+        limit: Some(u32::MAX),
+    };
+    assert_eq!(greedy.page_limit(), MAX_FEED_LIMIT);
+    assert_eq!(greedy.granted_wait_ms(), MAX_FEED_WAIT_MS);
+    assert_eq!(greedy.timeout_ms(), 32_000);
+    let zero = FeedRequest {
+        limit: Some(0),
+        ..bare
+    };
+    assert_eq!(zero.page_limit(), 1);
+}

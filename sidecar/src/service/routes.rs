@@ -24,10 +24,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use rendition_shared::http_cache::CacheControl;
 use rendition_shared::wire::{
-    parse_mask_hex, Notify, NotifyError, Requested, VariantRef, MAX_NOTIFY_BYTES, VARIANT_HEADER,
+    parse_mask_hex, FeedRequest, Notify, NotifyError, Requested, VariantRef, INDEX_PATH,
+    MAX_NOTIFY_BYTES, NOTIFY_PATH, VARIANT_HEADER,
 };
 use rendition_shared::{CapabilityMask, KeyId, SourceKey};
-use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,11 +39,11 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         // A larger body is not a notify: refused (413) before it is read whole.
         .route(
-            "/notify",
+            NOTIFY_PATH,
             post(notify).layer(DefaultBodyLimit::max(MAX_NOTIFY_BYTES)),
         )
         .route("/v/{key}/{mask}", get(variant))
-        .route("/index", get(index))
+        .route(INDEX_PATH, get(index))
         .route("/healthz", get(healthz))
         .fallback(variant_by_header)
 }
@@ -389,21 +389,10 @@ fn variant_cache_control(source: &SourceMeta) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("public, max-age=3600"))
 }
 
-#[derive(Deserialize)]
-struct IndexQuery {
-    #[serde(default)]
-    since: u64,
-    /// Long-poll: wait up to this long (capped at 30 s) for a change when there is none.
-    #[serde(default)]
-    wait_ms: u64,
-    #[serde(default)]
-    limit: Option<usize>,
-}
-
-async fn index(State(w): State<Arc<AppState>>, Query(q): Query<IndexQuery>) -> Response {
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+async fn index(State(w): State<Arc<AppState>>, Query(q): Query<FeedRequest>) -> Response {
+    let limit = q.page_limit() as usize;
     let mut rx = w.feed.subscribe();
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.min(30_000));
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.granted_wait_ms());
     loop {
         let store = Arc::clone(&w.store);
         let page = match tokio::task::spawn_blocking(move || store.feed_since(q.since, limit)).await
