@@ -187,10 +187,11 @@ impl IndexSync {
             );
         }
         let mut meta = step.meta;
-        let mut added = 0u64;
+        let (mut added, mut removed) = (0u64, 0u64);
         for entry in step.apply {
             match self.write_entry(&meta, entry) {
                 Some(Upsert::Added) => added += 1,
+                Some(Upsert::Removed) => removed += 1,
                 Some(Upsert::Evicted) => self.metrics.evictions.inc(),
                 Some(_) => {}
                 None => log(
@@ -199,7 +200,7 @@ impl IndexSync {
                 ),
             }
         }
-        meta.records = meta.records.saturating_add(added);
+        meta.records = meta.records.saturating_add(added).saturating_sub(removed);
         self.metrics.entries_applied.add(step.apply.len() as i64);
         self.meta = meta;
         self.remote_seq = page.last_seq;

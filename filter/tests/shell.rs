@@ -596,6 +596,36 @@ fn refused_sources_are_not_asked_again() {
 }
 
 #[test]
+fn a_deleted_source_leaves_the_table_and_the_records_gauge() {
+    setup();
+    sync_page(
+        1,
+        2,
+        vec![entry("/a.jpg", 1, &[0x08]), entry("/b.jpg", 2, &[0x08])],
+    );
+    assert_eq!((meta().records, stat("rendition.index.records")), (2, 2));
+    // Tombstones (empty records): one for a source in the table, one for a source it never
+    // held. Only the first is a removal.
+    sync_page(
+        1,
+        4,
+        vec![entry("/a.jpg", 3, &[]), entry("/never.jpg", 4, &[])],
+    );
+    assert_eq!((meta().records, stat("rendition.index.records")), (1, 1));
+    assert_eq!(meta().applied_seq, 4);
+    let x = exchange(
+        FILTER,
+        10,
+        &image_request("/a.jpg", "image/webp", ANDROID),
+        routed,
+    );
+    assert_eq!(
+        x.response("x-rendition"),
+        Some("miss; mask=0x01; reason=no_variant")
+    );
+}
+
+#[test]
 fn a_notify_flood_is_bounded_and_counted() {
     setup();
     for i in 0..300u32 {

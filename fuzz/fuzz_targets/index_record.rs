@@ -96,10 +96,23 @@ fuzz_target!(|data: &[u8]| {
             assert!(found.is_some_and(|r| r.seq > seq), "{found:?} {seq}");
             assert_eq!(bucket, data, "a stale upsert changes nothing");
         }
+        // An empty record deletes: the key is gone, and `Absent` only when it was not there.
+        Upsert::Removed | Upsert::Absent => {
+            assert!(entry.record.is_empty(), "{outcome:?}");
+            assert_eq!(now, None);
+            if outcome == Upsert::Absent {
+                assert_eq!(found, None);
+            }
+        }
         _ => assert_eq!(now, Some(entry.record), "{outcome:?}"),
     }
     // And the same upsert into an absent bucket.
     let (fresh, outcome) = bucket_upsert(None, epoch, ways, &entry);
-    assert_eq!(outcome, Upsert::Added);
-    assert_eq!(bucket_lookup(&fresh, epoch, &entry.key), Some(entry.record));
+    if entry.record.is_empty() {
+        assert_eq!(outcome, Upsert::Absent);
+        assert_eq!(bucket_lookup(&fresh, epoch, &entry.key), None);
+    } else {
+        assert_eq!(outcome, Upsert::Added);
+        assert_eq!(bucket_lookup(&fresh, epoch, &entry.key), Some(entry.record));
+    }
 });

@@ -25,7 +25,7 @@
 //! | 16     | 8    | store_id   | the sidecar store being followed                           |
 //! | 24     | 8    | applied_seq| the feed sequence applied so far                           |
 //! | 32     | 8    | updated_ms | host clock of the last successful poll (ms since epoch)    |
-//! | 40     | 8    | records    | entries written since the last resync (a gauge)            |
+//! | 40     | 8    | records    | entries in the table: added minus removed since the resync |
 //!
 //! Bucket value, version 1: an 8-byte header (version `1`, count, two zero bytes, epoch u32)
 //! followed by `count` 44-byte [`IndexEntry`]s.
@@ -152,9 +152,10 @@ pub enum Upsert {
     Evicted,
     /// The stored entry is newer than the one offered: nothing changed.
     Stale,
-    /// The entry was empty (the sidecar deleted the source): the key left the bucket, or was
-    /// not in it.
+    /// The entry was empty (the sidecar deleted or purged the source): the key left the bucket.
     Removed,
+    /// The entry was empty and the key was not in the bucket: nothing changed.
+    Absent,
 }
 
 /// Returns the bucket value with `entry` written into it, in `epoch`. A bucket from another
@@ -182,10 +183,14 @@ pub fn bucket_upsert(
     }
     // An empty record reads the same as no record: free its way for another source.
     if entry.record.is_empty() {
-        if let Some(i) = found {
-            kept.remove(i);
-        }
-        return (encode_bucket(epoch, &kept), Upsert::Removed);
+        let outcome = match found {
+            Some(i) => {
+                kept.remove(i);
+                Upsert::Removed
+            }
+            None => Upsert::Absent,
+        };
+        return (encode_bucket(epoch, &kept), outcome);
     }
     let outcome = if let Some(i) = found {
         kept[i] = encoded;

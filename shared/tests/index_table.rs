@@ -289,6 +289,11 @@ fn an_empty_record_removes_its_source_from_the_bucket() {
         },
     };
     assert_eq!(bucket_upsert(Some(&bucket), 1, 4, &old).1, Upsert::Stale);
+    // Deleting a key that is not there changes nothing, and says so (the filter's
+    // `index.records` gauge counts only real removals).
+    let (again, outcome) = bucket_upsert(Some(&bucket), 1, 4, &deleted);
+    assert_eq!(outcome, Upsert::Absent);
+    assert_eq!(again, bucket);
 }
 
 #[test]
