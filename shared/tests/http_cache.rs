@@ -34,7 +34,7 @@ fn http_dates_in_all_three_forms() {
         "Sun, 32 Nov 1994 08:49:37 GMT", // no such day
         "Sun, 06 Nov 1994 24:49:37 GMT", // no such hour
         "Sun, 06 Nov 1994 08:49:37:01 GMT",
-        "Sun, 06 Nov 1969 08:49:37 GMT", // before the epoch
+        "Sun, 06 Nov 1969 08:49:37 GMT",  // before the epoch
         "Sun, 06 Nov 10000 08:49:37 GMT", // five-digit year
         "Sun, 06 Nov 99999999999999999 08:49:37 GMT", // would overflow the day count
         "Sun, 06 Nov -9223372036854775808 08:49:37 GMT",

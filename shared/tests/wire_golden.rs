@@ -152,7 +152,12 @@ fn feed_request_query_and_its_bounds() {
     assert_eq!(NOTIFY_PATH, "/notify");
     assert_eq!(INDEX_PATH, "/index");
     assert_eq!(
-        (MAX_FEED_WAIT_MS, FEED_ANSWER_MARGIN_MS, MAX_FEED_LIMIT, DEFAULT_FEED_LIMIT),
+        (
+            MAX_FEED_WAIT_MS,
+            FEED_ANSWER_MARGIN_MS,
+            MAX_FEED_LIMIT,
+            DEFAULT_FEED_LIMIT
+        ),
         (30_000, 2_000, 10_000, 1_000)
     );
     let r = FeedRequest {

@@ -134,7 +134,11 @@ fn blob() {
             assert_eq!(meta, small_meta());
             assert_eq!(body_at, 12 + n);
             assert_eq!(stored, crc);
-            assert_eq!(blob_crc(&blob, body_at), crc);
+            assert_eq!(blob_crc(&blob, body_at), Some(crc));
+            // Offsets that do not fit the value read as no checksum, never a panic.
+            for bad in [0, 3, 7, blob.len() + 1, usize::MAX] {
+                assert_eq!(blob_crc(&blob, bad), None, "body_at {bad}");
+            }
             assert_eq!(&blob[body_at..], &body);
         }
         _ => panic!("an inline blob decoded as something else"),

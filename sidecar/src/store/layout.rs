@@ -382,9 +382,13 @@ pub fn is_blob(value: &[u8]) -> bool {
     matches!(value.get(3), Some(&KIND_BLOB) | Some(&KIND_SHARED))
 }
 
-/// The CRC32 an inline blob must carry, over its meta JSON and its bytes.
-pub fn blob_crc(value: &[u8], body_at: usize) -> u32 {
-    entry_crc(&value[8..body_at - 4], &value[body_at..])
+/// The CRC32 an inline blob must carry, over its meta JSON and its bytes. `None` when
+/// `body_at` does not fit `value`: `decode_entry` checks that, but a stored value is data, and
+/// a corrupt one must read as corrupt, not panic.
+pub fn blob_crc(value: &[u8], body_at: usize) -> Option<u32> {
+    let meta = value.get(8..body_at.checked_sub(4)?)?;
+    let bytes = value.get(body_at..)?;
+    Some(entry_crc(meta, bytes))
 }
 
 /// An `access` value: the LRU tick and the wall-clock second of the last touch.

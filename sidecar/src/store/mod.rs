@@ -442,11 +442,14 @@ impl Store {
                 let Some(payload) = self.payloads.get(hash)? else {
                     return Err(corrupt(format!("payload missing for {key}/{primary:x}")));
                 };
-                let ok = entry_crc(&value[8..8 + meta_len], &payload) == crc;
+                let ok = value
+                    .get(8..8 + meta_len)
+                    .map(|meta_json| entry_crc(meta_json, &payload))
+                    == Some(crc);
                 (meta, bytes::Bytes::from_owner(payload), crc, ok)
             }
             Entry::Blob { meta, body_at, crc } => {
-                let ok = blob_crc(&value, body_at) == crc;
+                let ok = blob_crc(&value, body_at) == Some(crc);
                 (
                     meta,
                     bytes::Bytes::from_owner(value).slice(body_at..),
