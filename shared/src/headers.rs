@@ -96,7 +96,9 @@ pub enum DensityReason {
     Default,
 }
 
-/// Request headers the profile was derived from; the filter turns these into `Vary`.
+/// Request headers the profile read (what `rendition mask` reports). The `Vary` a response gets
+/// is the fixed list in `crate::response::VARY`, not this set: a cache must key on every header
+/// that could change the mask, including the ones this request did not send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct UsedHeaders(u16);
 

@@ -562,7 +562,7 @@ impl Config {
                     return Err(err(key, "must be greater than 0"));
                 }
             }
-            if s.lease_secs * 1000 < 3 * s.timeout_ms {
+            if s.lease_secs.saturating_mul(1000) < s.timeout_ms.saturating_mul(3) {
                 return Err(err(
                     "shared_store.lease_secs",
                     "must be at least three request timeouts (shared_store.timeout_ms), or a lease could lapse while it is renewed",

@@ -54,7 +54,7 @@ pub struct OptimizeArgs {
     #[arg(long)]
     no_verify: bool,
     /// Start each verified variant at the fixed codec dials instead of the learned model's
-    /// prediction (the service always uses the model).
+    /// prediction (the model is what `serve` uses by default).
     #[arg(long)]
     codec_dials: bool,
 }
