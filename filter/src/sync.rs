@@ -12,14 +12,19 @@ use crate::config::SyncConfig;
 use crate::metrics::SyncMetrics;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};
+use rendition_shared::record::{ENTRY_LEN, FEED_HEADER_LEN};
 use rendition_shared::sync::follow;
 use rendition_shared::table::{bucket_key, bucket_upsert, IndexMeta, Upsert, META_KEY};
-use rendition_shared::wire::FeedRequest;
+use rendition_shared::wire::{FeedRequest, MAX_FEED_LIMIT};
 use rendition_shared::{FeedPage, IndexEntry};
 use std::time::Duration;
 
-/// Largest feed page accepted (10,000 entries of 44 bytes plus the header, with room).
+/// Largest feed page accepted: the sidecar's largest page, with room.
 const MAX_PAGE_BYTES: usize = 1 << 20;
+const _: () = assert!(
+    FEED_HEADER_LEN + MAX_FEED_LIMIT as usize * ENTRY_LEN <= MAX_PAGE_BYTES,
+    "a full feed page must fit MAX_PAGE_BYTES"
+);
 /// Attempts at a compare-and-swap write before giving up on one bucket (only this singleton
 /// writes, so a conflict means another Envoy generation during a hot restart).
 const CAS_ATTEMPTS: usize = 4;
@@ -97,7 +102,7 @@ impl IndexSync {
         let request = FeedRequest {
             since,
             wait_ms,
-            limit: Some(self.config.page_limit),
+            limit: Some(u64::from(self.config.page_limit)),
         };
         let path = request.path();
         let headers = vec![
@@ -196,7 +201,8 @@ impl IndexSync {
                 Some(_) => {}
                 None => log(
                     LogLevel::Warn,
-                    "a bucket write failed; that source stays a miss",
+                    "a bucket write failed; until its next change or a resync that source \
+                     keeps what the table held (a miss, or a hit on a record now stale)",
                 ),
             }
         }

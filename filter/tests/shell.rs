@@ -6,7 +6,9 @@
 
 mod mock_host;
 
-use mock_host::{answer_call, exchange, metric, start_root, take_calls, tick, with, Exchange};
+use mock_host::{
+    answer_call, exchange, host_calls, metric, start_root, take_calls, tick, with, Exchange,
+};
 
 /// A stat as Envoy would show it: the filter's counters reach the host on its root's tick.
 fn stat(name: &str) -> i64 {
@@ -16,6 +18,7 @@ fn stat(name: &str) -> i64 {
 use rendition_filter::PluginRoot;
 use rendition_shared::response::VARY;
 use rendition_shared::table::{IndexMeta, META_KEY};
+use rendition_shared::wire::{INDEX_PATH, NOTIFY_PATH};
 use rendition_shared::{CapabilityMask, FeedPage, IndexEntry, IndexRecord, SlotSet, SourceKey};
 
 const FILTER: u32 = 1;
@@ -131,13 +134,13 @@ fn notifies() -> Vec<serde_json::Value> {
     tick(FILTER);
     let (notify, other): (Vec<_>, Vec<_>) = take_calls()
         .into_iter()
-        .partition(|c| c.header(":path") == Some("/notify"));
+        .partition(|c| c.header(":path") == Some(NOTIFY_PATH));
     with(|h| h.calls = other);
     notify
         .into_iter()
         .map(|c| {
             assert_eq!(c.upstream, "sidecar");
-            assert_eq!(c.header(":path"), Some("/notify"));
+            assert_eq!(c.header(":path"), Some(NOTIFY_PATH));
             assert_eq!(c.header(":method"), Some("POST"));
             answer_call(FILTER, c.token, Some("202"), b"queued\n");
             serde_json::from_slice(&c.body).unwrap()
@@ -219,7 +222,7 @@ fn the_notify_body_is_the_golden_json() {
     let calls = take_calls();
     let notify: Vec<_> = calls
         .iter()
-        .filter(|c| c.header(":path") == Some("/notify"))
+        .filter(|c| c.header(":path") == Some(NOTIFY_PATH))
         .collect();
     assert_eq!(notify.len(), 1);
     assert_eq!(
@@ -367,7 +370,7 @@ fn the_sync_fills_shared_data_and_a_hit_routes_to_the_sidecar() {
         ],
     );
     assert!(
-        first.starts_with("/index?since=0&wait_ms=0&"),
+        first.starts_with(&format!("{INDEX_PATH}?since=0&wait_ms=0&")),
         "{first}: first contact asks without waiting"
     );
     let m = meta();
@@ -382,7 +385,7 @@ fn the_sync_fills_shared_data_and_a_hit_routes_to_the_sidecar() {
     assert!(next[0]
         .header(":path")
         .unwrap()
-        .starts_with("/index?since=2&wait_ms=5000&"));
+        .starts_with(&format!("{INDEX_PATH}?since=2&wait_ms=5000&")));
     assert_eq!(stat("rendition.index.records"), 2);
     assert_eq!(stat("rendition.index.applied_seq"), 2);
 
@@ -547,7 +550,10 @@ fn sidecar_down_means_no_routing_and_a_new_store_means_resync() {
     // The sidecar came back on an empty disk: another store id. Asked from 1, the page is
     // about another store: resync, epoch bump, ask again from 0 at once.
     let path = sync_page(2, 0, vec![]);
-    assert!(path.starts_with("/index?since=1&wait_ms=0"), "{path}");
+    assert!(
+        path.starts_with(&format!("{INDEX_PATH}?since=1&wait_ms=0")),
+        "{path}"
+    );
     assert_eq!(stat("rendition.index.resyncs"), 1);
     let m = meta();
     assert_eq!((m.store_id, m.applied_seq, m.records), (2, 0, 0));
@@ -555,7 +561,7 @@ fn sidecar_down_means_no_routing_and_a_new_store_means_resync() {
     assert!(again[0]
         .header(":path")
         .unwrap()
-        .starts_with("/index?since=0&wait_ms=0"));
+        .starts_with(&format!("{INDEX_PATH}?since=0&wait_ms=0")));
     answer_call(
         SYNC,
         again[0].token,
@@ -675,6 +681,62 @@ fn full_buckets_evict_and_count() {
     );
 }
 
+/// What a request costs in Envoy is mostly its crossings between the VM and the host, and the
+/// dearest are the calls whose answer the host copies into the VM (it calls back into the
+/// module to allocate the copy): a header map, a shared-data value. The counts below are per
+/// request, pinned so that a change that adds a crossing to the hot path is a decision, not
+/// an accident (`docs/benchmarks.md` measures one such crossing at about 0.7 us in Envoy).
+#[test]
+fn host_calls_per_request() {
+    setup();
+    sync_page(1, 1, vec![entry("/img/a.jpg", 1, &[0x08, 0x0a])]);
+    let miss = image_request("/img/miss.jpg", "image/avif,image/webp,*/*", CHROME_DESKTOP);
+    let hit = image_request("/img/a.jpg", "image/avif,image/webp,*/*", CHROME_DESKTOP);
+    // Warm: the first request of a worker defines its metrics and reads the index meta.
+    exchange(FILTER, 10, &miss, |_| origin_image());
+    exchange(FILTER, 11, &hit, routed);
+    let counts = |req: &[(&str, &str)], ctx: u32, hit: bool| {
+        let calls = host_calls(|| {
+            if hit {
+                exchange(FILTER, ctx, req, routed);
+            } else {
+                exchange(FILTER, ctx, req, |_| origin_image());
+            }
+        });
+        println!("{}: {calls:?}", if hit { "hit" } else { "miss" });
+        calls
+    };
+    let miss_calls = counts(&miss, 20, false);
+    let hit_calls = counts(&hit, 21, true);
+    let get = |calls: &std::collections::BTreeMap<&str, u32>, name: &str| {
+        calls.get(name).copied().unwrap_or(0)
+    };
+    for (calls, what) in [(&miss_calls, "miss"), (&hit_calls, "hit")] {
+        // One read of each header map, never a read by name.
+        assert_eq!(
+            get(calls, "proxy_get_header_map_pairs"),
+            2,
+            "{what}: {calls:?}"
+        );
+        assert_eq!(
+            get(calls, "proxy_get_header_map_value"),
+            0,
+            "{what}: {calls:?}"
+        );
+        assert_eq!(
+            get(calls, "proxy_log"),
+            0,
+            "{what}: no log line per request"
+        );
+    }
+    assert_eq!(
+        miss_calls,
+        PINNED_MISS_CALLS.iter().copied().collect(),
+        "miss"
+    );
+    assert_eq!(hit_calls, PINNED_HIT_CALLS.iter().copied().collect(), "hit");
+}
+
 /// Not a test: the shell's own cost per request, natively (`cargo test --release -p
 /// rendition-filter --test shell -- --ignored --nocapture per_request_cost`).
 #[test]
@@ -696,3 +758,26 @@ fn per_request_cost() {
         );
     }
 }
+
+/// Host calls of one warm miss and one warm hit (`host_calls_per_request`). The index meta
+/// and the buckets come from the worker's caches, so neither path reads shared data; counters
+/// are plain memory until the tick publishes them.
+const PINNED_MISS_CALLS: &[(&str, u32)] = &[
+    // The clock: the index meta's age and the notify outbox.
+    ("proxy_get_current_time_nanoseconds", 2),
+    // The request map and the response map, each read once.
+    ("proxy_get_header_map_pairs", 2),
+    // Vary (the origin listed none of ours), Accept-CH, the debug header.
+    ("proxy_replace_header_map_value", 3),
+];
+const PINNED_HIT_CALLS: &[(&str, u32)] = &[
+    // `clear_route_cache`, so the routing header selects the sidecar's route.
+    ("proxy_call_foreign_function", 1),
+    ("proxy_get_current_time_nanoseconds", 1),
+    ("proxy_get_header_map_pairs", 2),
+    // The sidecar's marker, off the response.
+    ("proxy_remove_header_map_value", 1),
+    // The routing header on the request; Accept-CH and the debug header on the response (the
+    // sidecar's Vary already lists every name).
+    ("proxy_replace_header_map_value", 3),
+];

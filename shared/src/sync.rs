@@ -21,7 +21,7 @@ pub struct SyncStep<'a> {
     /// Entries to upsert, in feed order (ascending sequence).
     pub apply: &'a [IndexEntry],
     /// Whether the table was reset (epoch bumped, `records` zeroed) by this page. The caller
-    /// adds to `meta.records` what its upserts added.
+    /// adds to `meta.records` what its upserts added, minus what they removed.
     pub resynced: bool,
     /// Ask the next page at once (more are waiting, or a resync needs the feed from 0)
     /// rather than long-polling.

@@ -181,14 +181,16 @@ pub fn bucket_upsert(
             return (encode_bucket(epoch, &kept), Upsert::Stale);
         }
     }
-    // An empty record reads the same as no record: free its way for another source.
+    // An empty record reads the same as no record: free its way for another source. Every
+    // copy goes: a bucket this code wrote holds a key once, but a damaged one may not, and a
+    // copy left behind would answer lookups for a deleted source.
     if entry.record.is_empty() {
-        let outcome = match found {
-            Some(i) => {
-                kept.remove(i);
-                Upsert::Removed
-            }
-            None => Upsert::Absent,
+        let before = kept.len();
+        kept.retain(|c| c[..KeyId::LEN] != entry.key.0);
+        let outcome = if kept.len() < before {
+            Upsert::Removed
+        } else {
+            Upsert::Absent
         };
         return (encode_bucket(epoch, &kept), outcome);
     }

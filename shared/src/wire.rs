@@ -1,8 +1,9 @@
 //! What crosses between the filter and the sidecar over HTTP, defined once for both: the
 //! request header of the hit route ([`VARIANT_HEADER`], [`VariantRef`]), the body of
 //! `POST /notify` ([`Notify`]) and the query of `GET /index` ([`FeedRequest`]). The index
-//! records and feed pages, which cross too, are in [`crate::record`]. `shared/tests/wire_golden.rs` pins the bytes, and the filter's and the
-//! sidecar's own tests send and accept the same golden body (`shared/tests/golden/`).
+//! records and feed pages, which cross too, are in [`crate::record`].
+//! `shared/tests/wire_golden.rs` pins the bytes, and the filter's and the sidecar's own tests
+//! send and accept the same golden body (`shared/tests/golden/`).
 
 use crate::key::{KeyError, KeyId, SourceKey};
 use crate::mask::{CapabilityMask, MaskError};
@@ -86,9 +87,10 @@ pub struct FeedRequest {
     /// Long-poll: how long to wait for a change when there is none.
     #[serde(default)]
     pub wait_ms: u64,
-    /// Entries per page.
+    /// Entries per page. Read as a 64-bit number so that any count a client writes is cut to
+    /// [`MAX_FEED_LIMIT`], not refused.
     #[serde(default)]
-    pub limit: Option<u32>,
+    pub limit: Option<u64>,
 }
 
 impl FeedRequest {
@@ -103,9 +105,11 @@ impl FeedRequest {
 
     /// The page size the sidecar uses: the request's, in 1..=[`MAX_FEED_LIMIT`].
     pub fn page_limit(&self) -> u32 {
-        self.limit
-            .unwrap_or(DEFAULT_FEED_LIMIT)
-            .clamp(1, MAX_FEED_LIMIT)
+        let limit = self
+            .limit
+            .unwrap_or(u64::from(DEFAULT_FEED_LIMIT))
+            .clamp(1, u64::from(MAX_FEED_LIMIT));
+        u32::try_from(limit).unwrap_or(MAX_FEED_LIMIT)
     }
 
     /// The long-poll wait the sidecar grants, at most [`MAX_FEED_WAIT_MS`].

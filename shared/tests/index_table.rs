@@ -297,6 +297,31 @@ fn an_empty_record_removes_its_source_from_the_bucket() {
 }
 
 #[test]
+fn a_deletion_removes_every_copy_from_a_damaged_bucket() {
+    // Buckets this code writes hold a key once; shared data another writer damaged may not.
+    let a = key("/a.jpg");
+    let (one, _) = bucket_upsert(None, 1, 4, &entry(a, 1, &[8]));
+    let mut twice = one.clone();
+    twice.extend_from_slice(&one[8..]);
+    twice[1] = 2;
+    assert!(
+        bucket_lookup(&twice, 1, &a).is_some(),
+        "the damaged bucket reads"
+    );
+    let deleted = IndexEntry {
+        key: a,
+        record: IndexRecord {
+            seq: 3,
+            ..IndexRecord::default()
+        },
+    };
+    let (bucket, outcome) = bucket_upsert(Some(&twice), 1, 4, &deleted);
+    assert_eq!(outcome, Upsert::Removed);
+    assert_eq!(bucket_lookup(&bucket, 1, &a), None);
+    assert_eq!(bucket.len(), 8, "no entry left");
+}
+
+#[test]
 fn hot_urls_fire_once_at_the_threshold() {
     let mut hot = HotUrls::new(1024, 5);
     let k = key("/hot.jpg");

@@ -131,4 +131,12 @@ proptest! {
             }
         }
     }
+
+    /// Every second from 1970 to the end of 9999 (the years `http_date` reads) formats as a
+    /// date that parses back to it: the two halves of the date code are each other's inverse.
+    #[test]
+    fn http_dates_format_and_parse_back(secs in 0..=253_402_300_799u64) {
+        let text = rendition_shared::http_cache::format_http_date(secs);
+        prop_assert_eq!(rendition_shared::http_cache::http_date(&text), Some(secs), "{}", text);
+    }
 }

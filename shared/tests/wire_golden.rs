@@ -183,7 +183,7 @@ fn feed_request_query_and_its_bounds() {
     let greedy = FeedRequest {
         since: u64::MAX,
         wait_ms: u64::MAX,
-        limit: Some(u32::MAX),
+        limit: Some(u64::MAX),
     };
     assert_eq!(greedy.page_limit(), MAX_FEED_LIMIT);
     assert_eq!(greedy.granted_wait_ms(), MAX_FEED_WAIT_MS);
@@ -193,4 +193,26 @@ fn feed_request_query_and_its_bounds() {
         ..bare
     };
     assert_eq!(zero.page_limit(), 1);
+    // What the filter writes, the sidecar reads back as written (axum's `Query` is
+    // serde_urlencoded), and a count past 32 bits is still a request, cut to the bound.
+    for r in [
+        bare,
+        zero,
+        greedy,
+        FeedRequest {
+            limit: Some(500),
+            since: 7,
+            wait_ms: 5_000,
+        },
+    ] {
+        let query = r.path().split_once('?').map(|(_, q)| q.to_owned()).unwrap();
+        let read: FeedRequest = serde_urlencoded::from_str(&query).unwrap();
+        assert_eq!(read.page_limit(), r.page_limit());
+        assert_eq!((read.since, read.wait_ms), (r.since, r.wait_ms));
+        assert_eq!(read.path(), r.path());
+    }
+    let huge: FeedRequest = serde_urlencoded::from_str("limit=5000000000").unwrap();
+    assert_eq!(huge.page_limit(), MAX_FEED_LIMIT);
+    let bare_query: FeedRequest = serde_urlencoded::from_str("").unwrap();
+    assert_eq!(bare_query, bare);
 }

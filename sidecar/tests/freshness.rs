@@ -9,6 +9,7 @@ mod common;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use rendition_shared::wire::NOTIFY_PATH;
 use rendition_shared::{CapabilityMask, KeyId, SourceKey};
 use rendition_sidecar::config::Config;
 use rendition_sidecar::service::{self, AppState};
@@ -147,7 +148,7 @@ impl Sidecar {
     async fn notify(&self, body: serde_json::Value) -> (StatusCode, String) {
         let r = self
             .client
-            .post(format!("http://{}/notify", self.addr))
+            .post(format!("http://{}{NOTIFY_PATH}", self.addr))
             .json(&body)
             .send()
             .await

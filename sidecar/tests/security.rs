@@ -17,6 +17,7 @@ use axum::extract::{ConnectInfo, Path};
 use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::{Extension, Router};
+use rendition_shared::wire::NOTIFY_PATH;
 use rendition_shared::SourceKey;
 use rendition_sidecar::config::{Config, OriginsConfig};
 use rendition_sidecar::origin::{FetchError, Origins};
@@ -364,7 +365,7 @@ async fn a_flood_of_distinct_sources_is_bounded_by_the_queue() {
             "mask": 0x0a,
         });
         let status = client
-            .post(format!("http://{addr}/notify"))
+            .post(format!("http://{addr}{NOTIFY_PATH}"))
             .json(&body)
             .send()
             .await

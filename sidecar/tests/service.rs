@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use rendition_shared::wire::{FeedRequest, NOTIFY_PATH};
 use rendition_shared::{CapabilityMask, FeedPage, IndexEntry, SourceKey};
 use rendition_sidecar::config::Config;
 use rendition_sidecar::service::{self, AppState};
@@ -120,7 +121,7 @@ impl Sidecar {
 
     async fn notify_with(&self, body: serde_json::Value) -> StatusCode {
         self.client
-            .post(format!("http://{}/notify", self.addr))
+            .post(format!("http://{}{NOTIFY_PATH}", self.addr))
             .json(&body)
             .send()
             .await
@@ -140,13 +141,19 @@ impl Sidecar {
             .unwrap()
     }
 
-    /// One feed page: `GET /index?since=..&wait_ms=..`.
+    /// One feed page: `GET /index?since=..&wait_ms=..&limit=1000`, as the filter asks it.
     async fn index_page(&self, since: u64, wait_ms: u64) -> FeedPage {
         let body = self
             .client
             .get(format!(
-                "http://{}/index?since={since}&wait_ms={wait_ms}",
-                self.addr
+                "http://{}{}",
+                self.addr,
+                FeedRequest {
+                    since,
+                    wait_ms,
+                    limit: None
+                }
+                .path()
             ))
             .send()
             .await
@@ -499,7 +506,7 @@ async fn sources_that_must_not_be_optimized_are_refused() {
     // bad notifies
     let bad = sc
         .client
-        .post(format!("http://{}/notify", sc.addr))
+        .post(format!("http://{}{NOTIFY_PATH}", sc.addr))
         .body("nope")
         .send()
         .await
@@ -520,7 +527,7 @@ async fn the_golden_notify_body_is_accepted() {
     let sc = sidecar(o, |_| {}).await;
     let response = sc
         .client
-        .post(format!("http://{}/notify", sc.addr))
+        .post(format!("http://{}{NOTIFY_PATH}", sc.addr))
         .header("content-type", "application/json")
         .body(&include_bytes!("../../shared/tests/golden/notify.json")[..])
         .send()

@@ -15,7 +15,7 @@
 
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType, MetricType, Status};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One outgoing `dispatch_http_call`.
 #[derive(Clone, Debug)]
@@ -62,6 +62,25 @@ pub struct Host {
 
 thread_local! {
     pub static HOST: RefCell<Host> = RefCell::new(Host { now_ms: 1_700_000_000_000, ..Host::default() });
+    /// When `Some`, how many times each host function was called: what a request costs in
+    /// Envoy is mostly these crossings, so a test can pin them. Off by default, like
+    /// `header_edits`, so `per_request_cost` times the filter alone.
+    pub static HOST_CALLS: RefCell<Option<BTreeMap<&'static str, u32>>> = const { RefCell::new(None) };
+}
+
+fn counted(name: &'static str) {
+    HOST_CALLS.with(|c| {
+        if let Some(calls) = c.borrow_mut().as_mut() {
+            *calls.entry(name).or_default() += 1;
+        }
+    });
+}
+
+/// Counts host calls while `f` runs, by host function.
+pub fn host_calls(f: impl FnOnce()) -> BTreeMap<&'static str, u32> {
+    HOST_CALLS.with(|c| *c.borrow_mut() = Some(BTreeMap::new()));
+    f();
+    HOST_CALLS.with(|c| c.borrow_mut().take().unwrap_or_default())
 }
 
 pub fn with<R>(f: impl FnOnce(&mut Host) -> R) -> R {
@@ -147,6 +166,7 @@ fn map_of(h: &mut Host, t: MapType) -> &mut Vec<(String, String)> {
 
 #[no_mangle]
 pub extern "C" fn proxy_log(level: LogLevel, data: *const u8, size: usize) -> Status {
+    counted("proxy_log");
     let message = text(data, size);
     with(|h| h.logs.push((level, message)));
     Status::Ok
@@ -154,12 +174,14 @@ pub extern "C" fn proxy_log(level: LogLevel, data: *const u8, size: usize) -> St
 
 #[no_mangle]
 pub extern "C" fn proxy_get_log_level(level: *mut LogLevel) -> Status {
+    counted("proxy_get_log_level");
     unsafe { *level = LogLevel::Trace };
     Status::Ok
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_get_current_time_nanoseconds(t: *mut u64) -> Status {
+    counted("proxy_get_current_time_nanoseconds");
     let ms = with(|h| h.now_ms);
     unsafe { *t = ms * 1_000_000 };
     Status::Ok
@@ -167,6 +189,7 @@ pub extern "C" fn proxy_get_current_time_nanoseconds(t: *mut u64) -> Status {
 
 #[no_mangle]
 pub extern "C" fn proxy_set_tick_period_milliseconds(period: u32) -> Status {
+    counted("proxy_set_tick_period_milliseconds");
     with(|h| h.tick_ms = period);
     Status::Ok
 }
@@ -179,6 +202,7 @@ pub extern "C" fn proxy_get_buffer_bytes(
     data: *mut *mut u8,
     size: *mut usize,
 ) -> Status {
+    counted("proxy_get_buffer_bytes");
     let all = with(|h| match t {
         BufferType::PluginConfiguration => Some(h.plugin_config.clone()),
         BufferType::HttpCallResponseBody => Some(h.call_response_body.clone()),
@@ -202,6 +226,7 @@ pub extern "C" fn proxy_set_buffer_bytes(
     _: *const u8,
     _: usize,
 ) -> Status {
+    counted("proxy_set_buffer_bytes");
     Status::Ok
 }
 
@@ -211,6 +236,7 @@ pub extern "C" fn proxy_get_header_map_pairs(
     data: *mut *mut u8,
     size: *mut usize,
 ) -> Status {
+    counted("proxy_get_header_map_pairs");
     let b = with(|h| serialize(map_of(h, t)));
     give(b, data, size);
     Status::Ok
@@ -218,6 +244,7 @@ pub extern "C" fn proxy_get_header_map_pairs(
 
 #[no_mangle]
 pub extern "C" fn proxy_set_header_map_pairs(t: MapType, data: *const u8, size: usize) -> Status {
+    counted("proxy_set_header_map_pairs");
     let map = deserialize(&bytes(data, size));
     with(|h| *map_of(h, t) = map);
     Status::Ok
@@ -231,6 +258,7 @@ pub extern "C" fn proxy_get_header_map_value(
     data: *mut *mut u8,
     size: *mut usize,
 ) -> Status {
+    counted("proxy_get_header_map_value");
     let key = text(kd, ks);
     let value = with(|h| {
         map_of(h, t)
@@ -255,12 +283,15 @@ pub extern "C" fn proxy_replace_header_map_value(
     vd: *const u8,
     vs: usize,
 ) -> Status {
+    counted("proxy_replace_header_map_value");
     remove_header(t, &text(kd, ks), "replace");
-    proxy_add_header_map_value(t, kd, ks, vd, vs)
+    add_header(t, kd, ks, vd, vs);
+    Status::Ok
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_remove_header_map_value(t: MapType, kd: *const u8, ks: usize) -> Status {
+    counted("proxy_remove_header_map_value");
     remove_header(t, &text(kd, ks), "remove");
     Status::Ok
 }
@@ -283,9 +314,14 @@ pub extern "C" fn proxy_add_header_map_value(
     vd: *const u8,
     vs: usize,
 ) -> Status {
+    counted("proxy_add_header_map_value");
+    add_header(t, kd, ks, vd, vs);
+    Status::Ok
+}
+
+fn add_header(t: MapType, kd: *const u8, ks: usize, vd: *const u8, vs: usize) {
     let (key, value) = (text(kd, ks), text(vd, vs));
     with(|h| map_of(h, t).push((key, value)));
-    Status::Ok
 }
 
 #[no_mangle]
@@ -296,6 +332,7 @@ pub extern "C" fn proxy_get_shared_data(
     size: *mut usize,
     cas: *mut u32,
 ) -> Status {
+    counted("proxy_get_shared_data");
     let key = text(kd, ks);
     match with(|h| h.shared.get(&key).cloned()) {
         Some((v, c)) => {
@@ -315,6 +352,7 @@ pub extern "C" fn proxy_set_shared_data(
     vs: usize,
     cas: u32,
 ) -> Status {
+    counted("proxy_set_shared_data");
     let (key, value) = (text(kd, ks), bytes(vd, vs));
     with(|h| {
         let current = h.shared.get(&key).map_or(0, |(_, c)| *c);
@@ -339,6 +377,7 @@ pub extern "C" fn proxy_http_call(
     timeout: u32,
     token: *mut u32,
 ) -> Status {
+    counted("proxy_http_call");
     let call = HttpCall {
         token: 0,
         upstream: text(ud, us),
@@ -367,6 +406,7 @@ pub extern "C" fn proxy_call_foreign_function(
     _rd: *mut *mut u8,
     _rs: *mut usize,
 ) -> Status {
+    counted("proxy_call_foreign_function");
     let name = text(nd, ns);
     with(|h| h.foreign_calls.push(name));
     Status::Ok
@@ -379,6 +419,7 @@ pub extern "C" fn proxy_define_metric(
     ns: usize,
     id: *mut u32,
 ) -> Status {
+    counted("proxy_define_metric");
     let name = text(nd, ns);
     with(|h| {
         h.metric_names.push((name, t));
@@ -390,6 +431,7 @@ pub extern "C" fn proxy_define_metric(
 
 #[no_mangle]
 pub extern "C" fn proxy_increment_metric(id: u32, offset: i64) -> Status {
+    counted("proxy_increment_metric");
     with(|h| match h.metric_values.get_mut(id as usize) {
         Some(v) => {
             *v += offset;
@@ -401,6 +443,7 @@ pub extern "C" fn proxy_increment_metric(id: u32, offset: i64) -> Status {
 
 #[no_mangle]
 pub extern "C" fn proxy_record_metric(id: u32, value: u64) -> Status {
+    counted("proxy_record_metric");
     with(|h| match h.metric_values.get_mut(id as usize) {
         Some(v) => {
             *v = value as i64;
@@ -412,6 +455,7 @@ pub extern "C" fn proxy_record_metric(id: u32, value: u64) -> Status {
 
 #[no_mangle]
 pub extern "C" fn proxy_get_metric(id: u32, value: *mut u64) -> Status {
+    counted("proxy_get_metric");
     with(|h| match h.metric_values.get(id as usize) {
         Some(v) => {
             unsafe { *value = *v as u64 };
@@ -423,6 +467,7 @@ pub extern "C" fn proxy_get_metric(id: u32, value: *mut u64) -> Status {
 
 #[no_mangle]
 pub extern "C" fn proxy_set_effective_context(_id: u32) -> Status {
+    counted("proxy_set_effective_context");
     Status::Ok
 }
 

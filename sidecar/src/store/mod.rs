@@ -449,13 +449,13 @@ impl Store {
                 (meta, bytes::Bytes::from_owner(payload), crc, ok)
             }
             Entry::Blob { meta, body_at, crc } => {
-                let ok = blob_crc(&value, body_at) == Some(crc);
-                (
-                    meta,
-                    bytes::Bytes::from_owner(value).slice(body_at..),
-                    crc,
-                    ok,
-                )
+                // `blob_crc` is `None` when `body_at` does not fit the value, so the slice
+                // below only runs on an offset that fits.
+                if blob_crc(&value, body_at) != Some(crc) {
+                    return Err(corrupt(format!("checksum mismatch for {key}/{primary:x}")));
+                }
+                let body = bytes::Bytes::from_owner(value).slice(body_at..);
+                (meta, body, crc, true)
             }
             Entry::Alias(_) => return Err(corrupt("alias points at an alias")),
         };
