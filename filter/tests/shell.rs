@@ -692,7 +692,8 @@ fn host_calls_per_request() {
     sync_page(1, 1, vec![entry("/img/a.jpg", 1, &[0x08, 0x0a])]);
     let miss = image_request("/img/miss.jpg", "image/avif,image/webp,*/*", CHROME_DESKTOP);
     let hit = image_request("/img/a.jpg", "image/avif,image/webp,*/*", CHROME_DESKTOP);
-    // Warm: the first request of a worker defines its metrics and reads the index meta.
+    // Warm: the first requests start the notify tick and read the index meta and the bucket
+    // from shared data into the worker's caches.
     exchange(FILTER, 10, &miss, |_| origin_image());
     exchange(FILTER, 11, &hit, routed);
     let counts = |req: &[(&str, &str)], ctx: u32, hit: bool| {

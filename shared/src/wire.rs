@@ -87,8 +87,8 @@ pub struct FeedRequest {
     /// Long-poll: how long to wait for a change when there is none.
     #[serde(default)]
     pub wait_ms: u64,
-    /// Entries per page. Read as a 64-bit number so that any count a client writes is cut to
-    /// [`MAX_FEED_LIMIT`], not refused.
+    /// Entries per page. Read as a 64-bit number so that any count up to `u64::MAX` is cut to
+    /// [`MAX_FEED_LIMIT`], not refused (what is not a number at all is a 400).
     #[serde(default)]
     pub limit: Option<u64>,
 }

@@ -268,26 +268,15 @@ fn an_empty_record_removes_its_source_from_the_bucket() {
     let (a, b) = (key("/a.jpg"), key("/b.jpg"));
     let (bucket, _) = bucket_upsert(None, 1, 4, &entry(a, 1, &[8]));
     let (bucket, _) = bucket_upsert(Some(&bucket), 1, 4, &entry(b, 2, &[8]));
-    let deleted = IndexEntry {
-        key: a,
-        record: IndexRecord {
-            seq: 3,
-            ..IndexRecord::default()
-        },
-    };
+    // No slots: an empty record, which is how the feed says a source was deleted.
+    let deleted = entry(a, 3, &[]);
     let (bucket, outcome) = bucket_upsert(Some(&bucket), 1, 4, &deleted);
     assert_eq!(outcome, Upsert::Removed);
     assert_eq!(bucket_lookup(&bucket, 1, &a), None);
     assert!(bucket_lookup(&bucket, 1, &b).is_some());
     assert_eq!(bucket.len(), 8 + 44, "one entry left");
     // An older deletion does not remove a newer record.
-    let old = IndexEntry {
-        key: b,
-        record: IndexRecord {
-            seq: 1,
-            ..IndexRecord::default()
-        },
-    };
+    let old = entry(b, 1, &[]);
     assert_eq!(bucket_upsert(Some(&bucket), 1, 4, &old).1, Upsert::Stale);
     // Deleting a key that is not there changes nothing, and says so (the filter's
     // `index.records` gauge counts only real removals).
@@ -308,13 +297,7 @@ fn a_deletion_removes_every_copy_from_a_damaged_bucket() {
         bucket_lookup(&twice, 1, &a).is_some(),
         "the damaged bucket reads"
     );
-    let deleted = IndexEntry {
-        key: a,
-        record: IndexRecord {
-            seq: 3,
-            ..IndexRecord::default()
-        },
-    };
+    let deleted = entry(a, 3, &[]);
     let (bucket, outcome) = bucket_upsert(Some(&twice), 1, 4, &deleted);
     assert_eq!(outcome, Upsert::Removed);
     assert_eq!(bucket_lookup(&bucket, 1, &a), None);

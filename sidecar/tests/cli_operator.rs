@@ -3,6 +3,7 @@
 //! about a listen address beyond loopback), `stats` and `purge` talk to a running sidecar.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use rendition_shared::wire::NOTIFY_PATH;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -300,7 +301,7 @@ fn stats_and_purge_talk_to_a_running_sidecar() {
     let body = r#"{"host":"shop.example","path":"/img/a.jpg?v=2","mask":1}"#;
     write!(
         conn,
-        "POST /notify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {NOTIFY_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
