@@ -31,6 +31,7 @@ use rendition_shared::{
     select, wants_generation, CapabilityMask, ClientProfile, FallbackStep, IndexRecord, KeyId,
     Selection, SourceKey,
 };
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -188,8 +189,9 @@ impl<'a> RequestFacts<'a> {
 struct ResponseView<'a> {
     status: Option<&'a [u8]>,
     content_type: Option<&'a [u8]>,
-    cache_control: Option<&'a [u8]>,
-    vary: Option<&'a [u8]>,
+    /// List headers: every line, joined (one line stays borrowed).
+    cache_control: Option<Cow<'a, [u8]>>,
+    vary: Option<Cow<'a, [u8]>>,
     etag: Option<&'a [u8]>,
     last_modified: Option<&'a [u8]>,
     content_length: Option<&'a [u8]>,
@@ -199,7 +201,10 @@ struct ResponseView<'a> {
 }
 
 impl<'a> ResponseView<'a> {
-    /// As [`RequestFacts::take`]: first of each, names case-insensitive after a length check.
+    /// As [`RequestFacts::take`]: first of each, names case-insensitive after a length check,
+    /// except the list headers the decision reads (`Cache-Control`, `Vary`): a list sent as
+    /// several lines is one comma-joined value (RFC 9110 5.3), so a `Vary: Cookie` on a
+    /// second line is seen, and the `Vary` written back keeps it.
     fn of(headers: &'a HeaderMap) -> ResponseView<'a> {
         let mut view = ResponseView::default();
         for (name, value) in headers.iter() {
@@ -207,9 +212,15 @@ impl<'a> ResponseView<'a> {
             let slot = match name.len() {
                 7 if is(":status") => &mut view.status,
                 12 if is("content-type") => &mut view.content_type,
-                13 if is("cache-control") => &mut view.cache_control,
+                13 if is("cache-control") => {
+                    join_line(&mut view.cache_control, value);
+                    continue;
+                }
                 13 if is("last-modified") => &mut view.last_modified,
-                4 if is("vary") => &mut view.vary,
+                4 if is("vary") => {
+                    join_line(&mut view.vary, value);
+                    continue;
+                }
                 4 if is("etag") => &mut view.etag,
                 14 if is("content-length") => &mut view.content_length,
                 10 if is("set-cookie") => {
@@ -227,14 +238,26 @@ impl<'a> ResponseView<'a> {
         view
     }
 
-    fn facts(&self) -> ResponseFacts<'a> {
+    fn facts(&self) -> ResponseFacts<'_> {
         ResponseFacts {
             status: text(self.status).and_then(|s| s.parse().ok()).unwrap_or(0),
             content_type: text(self.content_type),
-            cache_control: text(self.cache_control),
-            vary: text(self.vary),
+            cache_control: text(self.cache_control.as_deref()),
+            vary: text(self.vary.as_deref()),
             has_set_cookie: self.set_cookie,
             content_length: text(self.content_length).and_then(|v| v.parse().ok()),
+        }
+    }
+}
+
+/// Adds one line of a list header to what was read of it so far.
+fn join_line<'a>(joined: &mut Option<Cow<'a, [u8]>>, line: &'a [u8]) {
+    match joined {
+        None => *joined = Some(Cow::Borrowed(line)),
+        Some(lines) => {
+            let lines = lines.to_mut();
+            lines.extend_from_slice(b", ");
+            lines.extend_from_slice(line);
         }
     }
 }
@@ -466,11 +489,11 @@ impl HttpContext for ImageRequest {
         let config = &self.worker.config;
         // `no-transform` from the origin: its response passes exactly as sent, headers too.
         let no_transform = !served_by_sidecar
-            && may_transform(text(response.cache_control), None)
+            && may_transform(text(response.cache_control.as_deref()), None)
                 == Err(NotTransformable::NoTransform);
         if is_image && !no_transform && !matches!(self.outcome, Outcome::Bypass(..)) {
             if config.vary {
-                match text(response.vary) {
+                match text(response.vary.as_deref()) {
                     None => self.set_http_response_header("vary", Some(VARY)),
                     Some(existing) => {
                         // Nothing to add (a variant from the sidecar, or `*`): no host call.

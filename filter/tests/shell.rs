@@ -681,6 +681,40 @@ fn full_buckets_evict_and_count() {
     );
 }
 
+#[test]
+fn list_headers_sent_as_several_lines_are_read_whole() {
+    setup();
+    let request = image_request("/img/v.jpg", "image/avif,image/webp,*/*", CHROME_DESKTOP);
+    // `Vary: Cookie` on a second line: not optimizable, and the `Vary` written back keeps it.
+    let x = exchange(FILTER, 10, &request, |_| {
+        let mut r = origin_image();
+        r.push(("vary".into(), "Accept-Encoding".into()));
+        r.push(("vary".into(), "Cookie".into()));
+        r
+    });
+    assert_eq!(stat("rendition.not_optimized.vary"), 1);
+    let vary: Vec<&str> = x
+        .client_response
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("vary"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(vary.len(), 1, "{vary:?}");
+    for name in ["Accept-Encoding", "Cookie", "Accept", "Save-Data"] {
+        assert!(vary[0].contains(name), "{name} in {vary:?}");
+    }
+    // `no-transform` on a second `Cache-Control` line: the response passes as sent.
+    let request = image_request("/img/n.jpg", "image/avif,image/webp,*/*", CHROME_DESKTOP);
+    let x = exchange(FILTER, 11, &request, |_| {
+        let mut r = origin_image();
+        r.push(("cache-control".into(), "no-transform".into()));
+        r
+    });
+    assert_eq!(stat("rendition.not_optimized.no_transform"), 1);
+    assert_eq!(x.response("vary"), None, "headers too");
+    assert!(notifies().is_empty(), "neither is worth a notify");
+}
+
 /// What a request costs in Envoy is mostly its crossings between the VM and the host, and the
 /// dearest are the calls whose answer the host copies into the VM (it calls back into the
 /// module to allocate the copy): a header map, a shared-data value. The counts below are per

@@ -31,8 +31,11 @@ pub struct CacheControl {
 
 impl CacheControl {
     /// Parses a `Cache-Control` value. Unknown directives are ignored; a malformed delta
-    /// (`max-age=abc`) is treated as 0, the safe reading (RFC 9111 4.2.1: "stale").
-    /// Directive names are case-insensitive; quoted values are accepted.
+    /// (`max-age=abc`) is treated as 0, the safe reading (RFC 9111 4.2.1: "stale"), and so is
+    /// a delta given twice with two values (`max-age=0, max-age=86400`: 4.2.1 allows the first
+    /// or stale; stale cannot serve what the origin meant to expire). A delta too large for a
+    /// number is 2^31 seconds (RFC 9111 1.2.2). Directive names are case-insensitive; quoted
+    /// values are accepted.
     pub fn parse(value: &str) -> CacheControl {
         let mut cc = CacheControl::default();
         for directive in value.split(',') {
@@ -40,10 +43,10 @@ impl CacheControl {
                 Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
                 None => (directive.trim(), None),
             };
-            let seconds = || arg.map(|a| a.parse::<u64>().unwrap_or(0));
+            let seconds = || arg.map_or(0, delta_seconds);
             match name.to_ascii_lowercase().as_str() {
-                "max-age" => cc.max_age = Some(seconds().unwrap_or(0)),
-                "s-maxage" => cc.s_maxage = Some(seconds().unwrap_or(0)),
+                "max-age" => once(&mut cc.max_age, seconds()),
+                "s-maxage" => once(&mut cc.s_maxage, seconds()),
                 "no-cache" => cc.no_cache = true,
                 "no-store" => cc.no_store = true,
                 "private" => cc.private = true,
@@ -59,10 +62,29 @@ impl CacheControl {
     }
 
     /// Once stale, a stored response must not be used without a successful validation
-    /// (`must-revalidate`, `proxy-revalidate`, and `no-cache`, which makes it stale at once).
+    /// (`must-revalidate`, `proxy-revalidate`, `s-maxage`, which implies `proxy-revalidate`
+    /// for a shared cache (RFC 9111 5.2.2.10), and `no-cache`, which makes it stale at once).
     pub fn requires_validation(&self) -> bool {
-        self.must_revalidate || self.proxy_revalidate || self.no_cache
+        self.must_revalidate || self.proxy_revalidate || self.s_maxage.is_some() || self.no_cache
     }
+}
+
+/// A delta-seconds argument: digits, or 0 when it is not a number; digits past what fits are
+/// 2^31 (RFC 9111 1.2.2).
+fn delta_seconds(arg: &str) -> u64 {
+    match arg.parse::<u64>() {
+        Ok(secs) => secs,
+        Err(_) if !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_digit()) => 1 << 31,
+        Err(_) => 0,
+    }
+}
+
+/// Sets a delta directive; one given again with another value reads as stale (0).
+fn once(slot: &mut Option<u64>, secs: u64) {
+    *slot = match *slot {
+        Some(earlier) if earlier != secs => Some(0),
+        _ => Some(secs),
+    };
 }
 
 /// Why a response must not be optimized (and so is never stored or transformed).

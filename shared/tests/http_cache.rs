@@ -55,7 +55,36 @@ fn cache_control_directives() {
     let cc = CacheControl::parse(r#"public, Max-Age=600, s-maxage="60", no-transform, foo=bar"#);
     assert_eq!(cc.max_age, Some(600));
     assert_eq!(cc.s_maxage, Some(60));
-    assert!(cc.public && cc.no_transform && !cc.private && !cc.requires_validation());
+    assert!(cc.public && cc.no_transform && !cc.private);
+    assert!(
+        cc.requires_validation(),
+        "s-maxage implies proxy-revalidate (RFC 9111 5.2.2.10)"
+    );
+    let cc = CacheControl::parse("public, max-age=600");
+    assert!(!cc.requires_validation());
+    // A delta given twice with two values is stale; the same value twice is that value.
+    assert_eq!(
+        CacheControl::parse("max-age=0, max-age=86400").max_age,
+        Some(0)
+    );
+    assert_eq!(
+        CacheControl::parse("max-age=86400, max-age=0").max_age,
+        Some(0)
+    );
+    assert_eq!(
+        CacheControl::parse("max-age=60, max-age=60").max_age,
+        Some(60)
+    );
+    assert_eq!(
+        CacheControl::parse("s-maxage=5, s-maxage=9").s_maxage,
+        Some(0)
+    );
+    // Past what fits: 2^31 seconds (RFC 9111 1.2.2), not 0; a sign is no number.
+    assert_eq!(
+        CacheControl::parse("max-age=99999999999999999999999").max_age,
+        Some(1 << 31)
+    );
+    assert_eq!(CacheControl::parse("max-age=-5").max_age, Some(0));
     let cc = CacheControl::parse("max-age=abc, must-revalidate");
     assert_eq!(cc.max_age, Some(0), "a malformed delta reads as stale");
     assert!(cc.requires_validation());
@@ -123,13 +152,14 @@ fn freshness_lifetime_in_rfc_9111_order() {
         bool,
     );
     let table: [Row; 10] = [
+        // s-maxage: also validate once stale (it implies proxy-revalidate).
         (
             Some("s-maxage=60, max-age=600"),
             None,
             None,
             60,
             LifetimeSource::SMaxAge,
-            false,
+            true,
         ),
         (
             Some("max-age=600"),

@@ -418,6 +418,10 @@ pub const MAX_VIEWPORT_WIDTH: u32 = 8191;
 /// The most workers: each holds a decoded source at once (docs/operations.md, "Memory").
 pub const MAX_WORKERS: usize = 256;
 
+/// The longest `shared_store.lease_secs` accepted (a day); it also keeps the lease's
+/// millisecond arithmetic far from overflow.
+pub const MAX_LEASE_SECS: u64 = 86_400;
+
 impl Config {
     /// Reads a TOML file (all keys optional).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -561,6 +565,12 @@ impl Config {
                 if value == 0 {
                     return Err(err(key, "must be greater than 0"));
                 }
+            }
+            if s.lease_secs > MAX_LEASE_SECS {
+                return Err(err(
+                    "shared_store.lease_secs",
+                    format!("at most {MAX_LEASE_SECS} (a day): a lease outliving its encoder that long stalls its source"),
+                ));
             }
             if s.lease_secs.saturating_mul(1000) < s.timeout_ms.saturating_mul(3) {
                 return Err(err(
@@ -732,6 +742,25 @@ mod tests {
         assert!(e.message().contains("cache_sise_bytes"), "{e}");
         let e = toml::from_str::<Config>("[variants]\nmobile_width = \"wide\"").unwrap_err();
         assert!(e.to_string().contains("mobile_width"), "{e}");
+    }
+
+    #[test]
+    fn a_lease_is_at_most_a_day() {
+        let with = |secs: u64| {
+            let mut c = Config::default();
+            c.shared_store.enabled = true;
+            c.shared_store.bucket = "b".into();
+            c.shared_store.lease_secs = secs;
+            c.validate()
+        };
+        with(MAX_LEASE_SECS).unwrap();
+        let e = with(MAX_LEASE_SECS + 1).unwrap_err().to_string();
+        assert!(
+            e.starts_with("config: shared_store.lease_secs: at most 86400"),
+            "{e}"
+        );
+        let e = with(u64::MAX).unwrap_err().to_string();
+        assert!(e.starts_with("config: shared_store.lease_secs:"), "{e}");
     }
 
     #[test]

@@ -548,10 +548,13 @@ impl SharedTier {
         Ok(())
     }
 
-    /// Purge entries named after `after` (a name; `None`: all), in order.
+    /// Purge entries named after `after` (a name; `None`: all), in order, leaving out (and
+    /// not downloading) the names in `seen`: the poll lists a window again every time, and
+    /// only what is new in it costs a GET.
     pub async fn purges_after(
         &self,
         after: Option<&str>,
+        seen: &std::collections::HashSet<String>,
     ) -> Result<Vec<(String, PurgeEntry)>, FleetError> {
         use futures_util::TryStreamExt;
         self.gate()?;
@@ -563,7 +566,11 @@ impl SharedTier {
         .try_collect()
         .await
         .map_err(|e| self.failed(e))?;
-        let mut names: Vec<String> = listed.into_iter().map(|m| m.location.to_string()).collect();
+        let mut names: Vec<String> = listed
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .filter(|name| !seen.contains(name))
+            .collect();
         names.sort();
         let mut out = Vec::with_capacity(names.len());
         for name in names {

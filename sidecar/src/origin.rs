@@ -54,14 +54,25 @@ impl OriginCaching {
                 .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
                 .map(str::to_owned)
         };
+        // A list header sent as several lines is one comma-joined value (RFC 9110 5.3): a
+        // `Vary: Cookie` or `Cache-Control: private` on a second line counts as much as on
+        // the first.
+        let list = |name| {
+            let lines: Vec<&str> = h
+                .get_all(name)
+                .iter()
+                .filter_map(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .collect();
+            (!lines.is_empty()).then(|| lines.join(", "))
+        };
         OriginCaching {
             etag: text(ETAG),
             last_modified: text(LAST_MODIFIED),
-            cache_control: text(CACHE_CONTROL),
+            cache_control: list(CACHE_CONTROL),
             expires: text(EXPIRES),
             date: text(DATE),
             age: text(AGE),
-            vary: text(VARY),
+            vary: list(VARY),
         }
     }
 

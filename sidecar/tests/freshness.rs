@@ -104,8 +104,16 @@ impl Origin {
         if let Some(etag) = a.etag {
             headers.insert(header::ETAG, etag.parse().unwrap());
         }
+        // A name listed twice is sent as two lines (the first replaces axum's default).
+        let mut sent = Vec::new();
         for (k, v) in a.headers {
-            headers.insert(header::HeaderName::from_static(k), v.parse().unwrap());
+            let name = header::HeaderName::from_static(k);
+            if sent.contains(&k) {
+                headers.append(name, v.parse().unwrap());
+            } else {
+                headers.insert(name, v.parse().unwrap());
+                sent.push(k);
+            }
         }
         response
     }
@@ -516,12 +524,31 @@ async fn no_transform_and_vary_are_refused_with_their_reason() {
     origin.set("/vary-accept.jpg", with(("vary", "Accept")));
     origin.set("/vary-cookie.jpg", with(("vary", "Cookie")));
     origin.set("/vary-ae.jpg", with(("vary", "Accept-Encoding")));
+    // A list header on two lines is one list (RFC 9110 5.3): the second line counts.
+    origin.set(
+        "/nt-second-line.jpg",
+        with(("cache-control", "no-transform")),
+    );
+    origin.set(
+        "/vary-second-line.jpg",
+        Answer {
+            headers: vec![
+                ("content-type", "image/jpeg"),
+                ("cache-control", "public, max-age=600"),
+                ("vary", "Accept-Encoding"),
+                ("vary", "Cookie"),
+            ],
+            ..Answer::image(rocket.clone(), "\"v1\"", "")
+        },
+    );
     let sc = sidecar("refusals", origin.serve().await, |_| {}).await;
     for path in [
         "/nt.jpg",
         "/vary-accept.jpg",
         "/vary-cookie.jpg",
         "/vary-ae.jpg",
+        "/nt-second-line.jpg",
+        "/vary-second-line.jpg",
     ] {
         assert_eq!(sc.notify_slot(path).await, StatusCode::ACCEPTED, "{path}");
     }
@@ -529,14 +556,16 @@ async fn no_transform_and_vary_are_refused_with_their_reason() {
         s.stored("/vary-ae.jpg")
     })
     .await;
-    sc.wait_until("three refusals", |s| {
-        s.stat(|s| &s.refused_no_transform) == 1 && s.stat(|s| &s.refused_vary) == 2
+    sc.wait_until("five refusals", |s| {
+        s.stat(|s| &s.refused_no_transform) == 2 && s.stat(|s| &s.refused_vary) == 3
     })
     .await;
     for (path, reason) in [
         ("/nt.jpg", "no-transform"),
         ("/vary-accept.jpg", "Vary"),
         ("/vary-cookie.jpg", "Vary"),
+        ("/nt-second-line.jpg", "no-transform"),
+        ("/vary-second-line.jpg", "Vary"),
     ] {
         let (record, meta) = sc.state.store.record(&id(path)).unwrap().unwrap();
         assert!(record.refused, "{path}");

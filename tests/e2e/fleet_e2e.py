@@ -116,6 +116,7 @@ def main():
         warm_start(f)
         takeover(f)
         purge(f)
+        prefix_purge_after_restart(f)
         tier_down(f)
         corrupt(f)
     startup_errors(rendition, tmp)
@@ -241,16 +242,56 @@ def tier_down(f):
     check(b.stats().get("shared_manifests_written", 0) > written, "  back up: the tier is used again (a manifest written)")
 
 
+def manifest_of(f, path):
+    """The manifest in the bucket that lists variants of `path`, or None."""
+    for m in f.weed.list(BUCKET, f"{PREFIX}/v1/manifests/"):
+        doc = json.loads(f.weed.get(BUCKET, m)[2])
+        if doc["key"] == "shop.example" + path and doc["variants"]:
+            return doc
+    return None
+
+
+def prefix_purge_after_restart(f):
+    print("4b. a prefix purge still voids the old manifest after a restart")
+    # A prefix purge deletes no manifest: each pod voids the older ones by the purges it
+    # remembers. A pod that restarts must remember the purges it applied before, even those
+    # out of its cursor's relist window, or it copies the purged variants back.
+    b, c = f.pods["pod-b"], f.pods["pod-c"]
+    path = "/img/rocket.jpg?prefix-purge=1"
+    b.get(path, CLIENT)
+    wait_for(lambda: b.is_hit(path, CLIENT), 60, "pod-b's variant")
+    check.until(lambda: manifest_of(f, path), 15, "  pod-b's manifest is in the bucket")
+    applied = c.stats().get("shared_purges_applied", 0)
+    conn = http.client.HTTPConnection("127.0.0.1", b.sidecar_port, timeout=10)
+    conn.request("POST", "/purge", json.dumps({"prefix": "shop.example/img/rocket.jpg?prefix-purge="}),
+                 {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    answer = json.loads(r.read())
+    check(r.status == 200 and answer.get("fleet") == "logged", f"POST /purge a prefix to pod-b: {answer}")
+    check.until(lambda: c.stats().get("shared_purges_applied", 0) > applied, 20, "  pod-c applied it")
+    # Another purge, named a minute past it (a writer whose clock is ahead): pod-c's cursor
+    # moves there, and the prefix purge falls out of the window it lists again.
+    names = sorted(f.weed.list(BUCKET, f"{PREFIX}/v1/purges/"))
+    at = int(names[-1].rsplit("/", 1)[1][:13]) + 61_000
+    later = {"layout": 1, "scope": {"key": "shop.example/img/none.jpg"}, "at_ms": at, "writer": "e2e"}
+    name = f"{PREFIX}/v1/purges/{at:013}-e2e-{0:016x}.json"
+    check(f.weed.put(BUCKET, name, json.dumps(later).encode()) == 200, "  a later purge in the log")
+    applied = c.stats().get("shared_purges_applied", 0)
+    check.until(lambda: c.stats().get("shared_purges_applied", 0) > applied, 20, "  pod-c applied it too")
+    # A rolling restart: SIGTERM, so the store is flushed with the cursor where it is now.
+    c.kill_sidecar(signal.SIGTERM)
+    c.start_sidecar()
+    c.get(path, CLIENT)
+    wait_for(lambda: c.is_hit(path, CLIENT), 60, "pod-c's hit after its restart")
+    st = c.stats()
+    check(st.get("shared_copies", 0) == 0 and st.get("variants_written", 0) >= 1,
+          f"restarted, pod-c made its own variant and copied nothing (shared_copies {st.get('shared_copies')}, "
+          f"variants_written {st.get('variants_written')})")
+
+
 def corrupt(f):
     print("6. a corrupted object")
     b, c = f.pods["pod-b"], f.pods["pod-c"]
-
-    def manifest_of(path):
-        for m in f.weed.list(BUCKET, f"{PREFIX}/v1/manifests/"):
-            doc = json.loads(f.weed.get(BUCKET, m)[2])
-            if doc["key"] == "shop.example" + path and doc["variants"]:
-                return doc
-        return None
 
     # pod-b's hit can be served before its manifest lands (the upload follows the local
     # publish), so wait for it; a SeaweedFS just restarted can still refuse a request, and
@@ -260,7 +301,7 @@ def corrupt(f):
         path = f"/img/rocket.jpg?corrupt={k}"
         b.get(path, CLIENT)
         wait_for(lambda: b.is_hit(path, CLIENT), 60, "pod-b's variant")
-        found = settle(lambda: manifest_of(path), 15)
+        found = settle(lambda: manifest_of(f, path), 15)
         if found:
             break
         print(f"  ..    no manifest for {path} (shared_fallbacks {b.stats().get('shared_fallbacks')}): another source")

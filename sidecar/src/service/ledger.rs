@@ -6,17 +6,48 @@ use rendition_shared::bucket::PurgeEntry;
 use rendition_shared::KeyId;
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Purge entries kept in memory to void old manifests.
 pub const PURGE_LOG_KEPT: usize = 10_000;
 
-#[derive(Default)]
 pub struct FleetLedger {
     purges: Mutex<Vec<PurgeEntry>>,
     waiting: Mutex<HashSet<KeyId>>,
+    /// Whether the purge log has been read whole since this sidecar started. Until then a
+    /// manifest an old purge voids cannot be told from a good one.
+    loaded: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for FleetLedger {
+    fn default() -> FleetLedger {
+        FleetLedger {
+            purges: Mutex::default(),
+            waiting: Mutex::default(),
+            loaded: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 impl FleetLedger {
+    /// The purge log has been read whole: [`Self::voids`] can be trusted from now on.
+    pub fn mark_loaded(&self) {
+        self.loaded.send_replace(true);
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        *self.loaded.borrow()
+    }
+
+    /// Waits at most `within` for the first whole read of the purge log; whether it is done.
+    pub async fn wait_loaded(&self, within: Duration) -> bool {
+        let mut loaded = self.loaded.subscribe();
+        let done = tokio::time::timeout(within, loaded.wait_for(|done| *done))
+            .await
+            .is_ok_and(|seen| seen.is_ok());
+        done
+    }
+
     pub fn add_purge(&self, entry: PurgeEntry) {
         if let Ok(mut e) = self.purges.lock() {
             e.push(entry);
@@ -54,6 +85,9 @@ mod tests {
     #[test]
     fn purges_void_what_was_confirmed_before_them() {
         let ledger = FleetLedger::default();
+        assert!(!ledger.is_loaded(), "nothing read yet");
+        ledger.mark_loaded();
+        assert!(ledger.is_loaded());
         ledger.add_purge(PurgeEntry {
             layout: LAYOUT,
             scope: PurgeScope::Prefix("shop.example/img/".into()),

@@ -140,6 +140,13 @@ async fn usable_manifest(
     if m.layout != LAYOUT || m.key != key.as_str() {
         return Ok(None);
     }
+    // Until the purge log has been read once (just after a start), a purged manifest looks
+    // like a good one: wait a request timeout for it, else do not use the manifest.
+    let within = Duration::from_millis(tier.config().timeout_ms);
+    if !state.fleet_ledger.wait_loaded(within).await {
+        tracing::debug!(%key, "purge log not read yet: the shared manifest is not used");
+        return Ok(None);
+    }
     if state.fleet_ledger.voids(&m.key, m.source.validated_at_ms) {
         let _ = tier.delete_manifest(&key.id()).await;
         return Ok(None);
@@ -445,6 +452,7 @@ async fn write_manifest(
                 && m.key == key.as_str()
                 && m.refused.is_none()
                 && m.source.hash == meta.source_hash
+                && state.fleet_ledger.is_loaded()
                 && !state.fleet_ledger.voids(&m.key, m.source.validated_at_ms)
         });
         let (mut all_variants, mut all_lost) = match kept {
@@ -453,7 +461,8 @@ async fn write_manifest(
         };
         for v in &variants {
             all_variants.retain(|old| old.slots & v.slots == 0);
-            all_lost.retain(|l| v.slots & (1u64 << l.slot) == 0);
+            // A slot number past 63 (a foreign or damaged manifest) matches no variant.
+            all_lost.retain(|l| v.slots & 1u64.checked_shl(u32::from(l.slot)).unwrap_or(0) == 0);
         }
         all_variants.extend(variants.iter().cloned());
         for l in &lost {
@@ -463,7 +472,7 @@ async fn write_manifest(
         let manifest = Manifest {
             layout: LAYOUT,
             key: key.to_string(),
-            generation: generation + 1,
+            generation: generation.saturating_add(1),
             written_ms: now_ms(),
             writer: tier.node().to_owned(),
             source: manifest_source(meta),
@@ -564,24 +573,43 @@ pub fn follow_purges(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>
         let poll = Duration::from_millis(tier.config().purge_poll_ms);
         let mut cursor = state.store.fleet_purge_cursor().ok().flatten();
         let mut seen: HashSet<String> = HashSet::new();
+        // The first listing reads the whole log, not only what follows the cursor: the
+        // ledger is memory, and a purge this pod applied before a restart must still void
+        // the older manifests other pods may offer (a prefix purge deletes none of them).
+        // What precedes the relist point was applied to the local store already.
+        let mut ledger_loaded = false;
         loop {
             let relist_from = cursor.as_deref().and_then(|c| {
                 let at = rendition_shared::bucket::BucketLayout::purge_time(c)?;
                 let dir = c.rsplit_once('/')?.0;
                 Some(format!("{dir}/{:013}", at.saturating_sub(PURGE_RELIST_MS)))
             });
-            match tier.purges_after(relist_from.as_deref()).await {
+            let list_from = if ledger_loaded {
+                relist_from.as_deref()
+            } else {
+                None
+            };
+            match tier.purges_after(list_from, &seen).await {
                 Ok(entries) => {
                     for (name, entry) in entries {
                         if !seen.insert(name.clone()) {
                             continue;
                         }
-                        apply_purge(&state, &tier, &entry).await;
+                        if relist_from
+                            .as_deref()
+                            .is_none_or(|from| name.as_str() >= from)
+                        {
+                            apply_purge(&state, &tier, &entry).await;
+                        }
                         state.fleet_ledger.add_purge(entry);
                         if cursor.as_deref() < Some(name.as_str()) {
                             let _ = state.store.set_fleet_purge_cursor(&name);
                             cursor = Some(name);
                         }
+                    }
+                    if !ledger_loaded {
+                        ledger_loaded = true;
+                        state.fleet_ledger.mark_loaded();
                     }
                     if seen.len() > PURGE_LOG_KEPT {
                         seen.clear();
