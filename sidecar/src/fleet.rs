@@ -32,6 +32,9 @@ pub enum FleetError {
     /// An object's bytes are not what its name says.
     #[error("shared tier object {0} is corrupt (checksum mismatch)")]
     Corrupt(String),
+    /// A manifest names an object the bucket does not have (its lifecycle rule expired it).
+    #[error("shared tier object {0} is missing")]
+    Missing(String),
     /// A document that does not parse.
     #[error("shared tier document {0} does not parse: {1}")]
     Malformed(String, String),
@@ -389,7 +392,10 @@ impl SharedTier {
             .s3
             .get(&Path::from(self.layout.object(sha256)))
             .await
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => FleetError::Missing(sha256.to_owned()),
+                e => self.failed(e),
+            })?;
         let bytes = got.bytes().await.map_err(|e| self.failed(e))?;
         add(&self.stats.shared_bytes_in, bytes.len() as u64);
         if object_name(&bytes) != sha256 {
@@ -399,8 +405,10 @@ impl SharedTier {
         Ok(bytes.to_vec())
     }
 
-    /// Uploads a variant under its checksum; one already there is the same bytes, unless
-    /// `overwrite` (a corrupt copy found earlier) replaces it.
+    /// Uploads a variant under its checksum. With `overwrite` the object is written whatever
+    /// is there: the name is the checksum, so that is the same bytes, or the repair of a
+    /// corrupt copy, and it restarts the object's age for the bucket's lifecycle rule.
+    /// Without it, an object already there is left as it is.
     pub async fn put_object(&self, bytes: &[u8], overwrite: bool) -> Result<String, FleetError> {
         let name = object_name(bytes);
         self.gate()?;

@@ -177,12 +177,20 @@ pub async fn plan(
         covers(m, slots_of(wanted))
             && original_hash.is_none_or(|h| m.source.hash.as_deref() == Some(h))
     };
+    // Whether the manifest names an object the bucket lost or holds corrupt: then the
+    // source is made again under the lease, so its upload repairs the fleet's copy instead
+    // of every pod encoding it on its own from now on.
+    let mut repair = false;
     match usable_manifest(state, &tier, key).await {
         Ok(Some((m, _))) if usable(&m) => {
-            return match copy(state, &tier, key, &m, slots_of(wanted), local).await {
-                Ok(()) => Plan::Done,
-                Err(e) => fallback(e),
-            };
+            match copy(state, &tier, key, &m, slots_of(wanted), local).await {
+                Ok(()) => return Plan::Done,
+                Err(e @ (FleetError::Corrupt(_) | FleetError::Missing(_))) => {
+                    tracing::info!(%key, "{e}: making it again for the fleet");
+                    repair = true;
+                }
+                Err(e) => return fallback(e),
+            }
         }
         Ok(_) => {}
         Err(e) => return fallback(e),
@@ -192,6 +200,10 @@ pub async fn plan(
             let hold = LeaseHold::start(Arc::clone(&tier), token, key.as_str().to_owned());
             // The previous holder may have written its manifest and released its lease between
             // our read and our lease: read once more before making anything.
+            if repair {
+                tracing::info!(%key, "shared tier lease taken: repairing the fleet's copy");
+                return Plan::Generate(Some(hold));
+            }
             if let Ok(Some((m, _))) = usable_manifest(state, &tier, key).await {
                 if usable(&m)
                     && copy(state, &tier, key, &m, slots_of(wanted), local)
@@ -367,7 +379,9 @@ pub async fn after_phase(
     let mut uploaded = Vec::new();
     for o in outcomes {
         if let Outcome::Stored(v) = o {
-            match tier.put_object(&v.encoded.bytes, false).await {
+            // Overwrite: the same bytes under the same name, or the repair of a corrupt
+            // copy, and the object's lifecycle age starts again while a manifest names it.
+            match tier.put_object(&v.encoded.bytes, true).await {
                 Ok(sha256) => uploaded.push(ManifestVariant {
                     primary: v.primary.bits() as u8,
                     slots: v.slots.bits(),
