@@ -405,33 +405,19 @@ impl SharedTier {
         Ok(bytes.to_vec())
     }
 
-    /// Uploads a variant under its checksum. With `overwrite` the object is written whatever
-    /// is there: the name is the checksum, so that is the same bytes, or the repair of a
-    /// corrupt copy, and it restarts the object's age for the bucket's lifecycle rule.
-    /// Without it, an object already there is left as it is.
-    pub async fn put_object(&self, bytes: &[u8], overwrite: bool) -> Result<String, FleetError> {
+    /// Uploads a variant under its checksum, whatever is there: the name is the checksum, so
+    /// that is the same bytes, or the repair of a corrupt copy, and it restarts the object's
+    /// age for the bucket's lifecycle rule.
+    pub async fn put_object(&self, bytes: &[u8]) -> Result<String, FleetError> {
         let name = object_name(bytes);
         self.gate()?;
-        let mode = if overwrite {
-            PutMode::Overwrite
-        } else {
-            PutMode::Create
-        };
-        let opts = PutOptions {
-            mode,
-            ..PutOptions::default()
-        };
         let path = Path::from(self.layout.object(&name));
-        match self.s3.put_opts(&path, bytes.to_vec().into(), opts).await {
+        match self.s3.put(&path, bytes.to_vec().into()).await {
             Ok(_) => {
                 add(&self.stats.shared_bytes_out, bytes.len() as u64);
                 add(&self.stats.shared_objects_written, 1);
                 Ok(name)
             }
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => Ok(name),
             Err(e) => Err(self.failed(e)),
         }
     }

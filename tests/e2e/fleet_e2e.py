@@ -195,6 +195,17 @@ def takeover(f):
     a.origin.slow_seconds = 0
 
 
+def post_purge(pod, scope):
+    """`POST /purge` to a pod's sidecar: its status and JSON answer."""
+    conn = http.client.HTTPConnection("127.0.0.1", pod.sidecar_port, timeout=10)
+    try:
+        conn.request("POST", "/purge", json.dumps(scope), {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
+
+
 def purge(f):
     print("4. a purge on one pod, another pod down")
     path = "/img/garden.jpg"
@@ -202,12 +213,8 @@ def purge(f):
     for s in (b, c, d):
         wait_for(lambda s=s: s.is_hit(path, CLIENT), 60, "the hit before the purge")
     written = f.total("variants_written", ("pod-b", "pod-c", "pod-d"))
-    conn = http.client.HTTPConnection("127.0.0.1", b.sidecar_port, timeout=10)
-    conn.request("POST", "/purge", json.dumps({"host": "shop.example", "path": path}),
-                 {"Content-Type": "application/json"})
-    r = conn.getresponse()
-    answer = json.loads(r.read())
-    check(r.status == 200 and answer.get("fleet") == "logged", f"POST /purge to pod-b: {answer}")
+    status, answer = post_purge(b, {"host": "shop.example", "path": path})
+    check(status == 200 and answer.get("fleet") == "logged", f"POST /purge to pod-b: {answer}")
     t0 = time.monotonic()
     missed = [n for n, s in (("pod-c", c), ("pod-d", d))
               if settle(lambda s=s: debug(s.get(path, CLIENT)[1]).startswith("miss"), 20)]
@@ -262,12 +269,8 @@ def prefix_purge_after_restart(f):
     wait_for(lambda: b.is_hit(path, CLIENT), 60, "pod-b's variant")
     check.until(lambda: manifest_of(f, path), 15, "  pod-b's manifest is in the bucket")
     applied = c.stats().get("shared_purges_applied", 0)
-    conn = http.client.HTTPConnection("127.0.0.1", b.sidecar_port, timeout=10)
-    conn.request("POST", "/purge", json.dumps({"prefix": "shop.example/img/rocket.jpg?prefix-purge="}),
-                 {"Content-Type": "application/json"})
-    r = conn.getresponse()
-    answer = json.loads(r.read())
-    check(r.status == 200 and answer.get("fleet") == "logged", f"POST /purge a prefix to pod-b: {answer}")
+    status, answer = post_purge(b, {"prefix": "shop.example/img/rocket.jpg?prefix-purge="})
+    check(status == 200 and answer.get("fleet") == "logged", f"POST /purge a prefix to pod-b: {answer}")
     check.until(lambda: c.stats().get("shared_purges_applied", 0) > applied, 20, "  pod-c applied it")
     # Another purge, named a minute past it (a writer whose clock is ahead): pod-c's cursor
     # moves there, and the prefix purge falls out of the window it lists again.

@@ -30,9 +30,11 @@ impl Default for FleetLedger {
 }
 
 impl FleetLedger {
-    /// The purge log has been read whole: [`Self::voids`] can be trusted from now on.
+    /// The purge log has been read whole: [`Self::voids`] can be trusted from now on. Called
+    /// after every read; only the first one changes anything.
     pub fn mark_loaded(&self) {
-        self.loaded.send_replace(true);
+        self.loaded
+            .send_if_modified(|loaded| !std::mem::replace(loaded, true));
     }
 
     pub fn is_loaded(&self) -> bool {

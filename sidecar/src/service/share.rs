@@ -198,12 +198,12 @@ pub async fn plan(
     match tier.take_lease(&key.id(), key.as_str()).await {
         Ok(LeaseState::Taken { token, taken_over }) => {
             let hold = LeaseHold::start(Arc::clone(&tier), token, key.as_str().to_owned());
-            // The previous holder may have written its manifest and released its lease between
-            // our read and our lease: read once more before making anything.
             if repair {
                 tracing::info!(%key, "shared tier lease taken: repairing the fleet's copy");
                 return Plan::Generate(Some(hold));
             }
+            // The previous holder may have written its manifest and released its lease between
+            // our read and our lease: read once more before making anything.
             if let Ok(Some((m, _))) = usable_manifest(state, &tier, key).await {
                 if usable(&m)
                     && copy(state, &tier, key, &m, slots_of(wanted), local)
@@ -379,9 +379,7 @@ pub async fn after_phase(
     let mut uploaded = Vec::new();
     for o in outcomes {
         if let Outcome::Stored(v) = o {
-            // Overwrite: the same bytes under the same name, or the repair of a corrupt
-            // copy, and the object's lifecycle age starts again while a manifest names it.
-            match tier.put_object(&v.encoded.bytes, true).await {
+            match tier.put_object(&v.encoded.bytes).await {
                 Ok(sha256) => uploaded.push(ManifestVariant {
                     primary: v.primary.bits() as u8,
                     slots: v.slots.bits(),
@@ -591,24 +589,22 @@ pub fn follow_purges(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>
         // ledger is memory, and a purge this pod applied before a restart must still void
         // the older manifests other pods may offer (a prefix purge deletes none of them).
         // What precedes the relist point was applied to the local store already.
-        let mut ledger_loaded = false;
         loop {
             let relist_from = cursor.as_deref().and_then(|c| {
                 let at = rendition_shared::bucket::BucketLayout::purge_time(c)?;
                 let dir = c.rsplit_once('/')?.0;
                 Some(format!("{dir}/{:013}", at.saturating_sub(PURGE_RELIST_MS)))
             });
-            let list_from = if ledger_loaded {
+            let list_from = if state.fleet_ledger.is_loaded() {
                 relist_from.as_deref()
             } else {
                 None
             };
+            // `purges_after` leaves out what is in `seen`: every entry here is new.
             match tier.purges_after(list_from, &seen).await {
                 Ok(entries) => {
                     for (name, entry) in entries {
-                        if !seen.insert(name.clone()) {
-                            continue;
-                        }
+                        seen.insert(name.clone());
                         if relist_from
                             .as_deref()
                             .is_none_or(|from| name.as_str() >= from)
@@ -621,10 +617,7 @@ pub fn follow_purges(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>
                             cursor = Some(name);
                         }
                     }
-                    if !ledger_loaded {
-                        ledger_loaded = true;
-                        state.fleet_ledger.mark_loaded();
-                    }
+                    state.fleet_ledger.mark_loaded();
                     if seen.len() > PURGE_LOG_KEPT {
                         seen.clear();
                     }
